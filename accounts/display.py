@@ -1,0 +1,34 @@
+"""How dates, times and NHS numbers are written for people (NHS style: 3 March 2027, 09:30)."""
+
+from datetime import date, datetime
+
+from django.utils import timezone
+
+
+def format_nhs_number(value: str | None) -> str:
+    if not value:
+        return ""
+    digits = "".join(ch for ch in str(value) if ch.isdigit())
+    if len(digits) != 10:
+        return str(value)
+    return f"{digits[:3]} {digits[3:6]} {digits[6:]}"
+
+
+def format_date(value: date | datetime | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = timezone.localtime(value)
+    return f"{value.day} {value:%B %Y}"
+
+
+def format_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return f"{timezone.localtime(value):%H:%M}"
+
+
+def format_datetime(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return f"{format_date(value)}, {format_time(value)}"

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("accounts/", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+    path("records/", include("records.urls")),
+    path("", include("mdt.urls")),
+]
+
+handler403 = "config.error_views.forbidden"
+handler404 = "config.error_views.not_found"
+handler500 = "config.error_views.server_error"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MdtConfig(AppConfig):
+    name = "mdt"
+    verbose_name = "MDT teams, meetings and cases"

@@ -1,0 +1,111 @@
+"""Forms for meetings and case lists. They parse and validate input; the services decide."""
+
+import uuid
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.conf import settings
+
+from .models import Case, Team
+
+
+class MeetingForm(forms.Form):
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
+    date = forms.DateField(
+        error_messages={
+            "required": "Enter the meeting date.",
+            "invalid": "Enter the meeting date as a real date, like 2027-03-02.",
+        },
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    time = forms.TimeField(
+        error_messages={
+            "required": "Enter the start time.",
+            "invalid": "Enter the start time like 09:00.",
+        },
+        widget=forms.TimeInput(attrs={"type": "time"}),
+    )
+    cutoff_days = forms.IntegerField(
+        min_value=0,
+        max_value=14,
+        initial=1,
+        error_messages={"required": "Enter how many days before the meeting the list cut-off is."},
+    )
+    weeks = forms.IntegerField(
+        min_value=1,
+        max_value=52,
+        initial=1,
+        error_messages={
+            "min_value": "Schedule at least 1 meeting.",
+            "max_value": "Schedule at most 52 weekly meetings at a time.",
+        },
+    )
+
+    def __init__(self, *args, teams=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams if teams is not None else Team.objects.none()
+
+    def starts_at(self) -> datetime:
+        tz = ZoneInfo(settings.TIME_ZONE)
+        return datetime.combine(self.cleaned_data["date"], self.cleaned_data["time"], tzinfo=tz)
+
+    def cutoff_at(self) -> datetime:
+        tz = ZoneInfo(settings.TIME_ZONE)
+        day = self.cleaned_data["date"] - timedelta(days=self.cleaned_data["cutoff_days"])
+        at: time = self.cleaned_data["time"]
+        return datetime.combine(day, at, tzinfo=tz)
+
+
+class AddCaseForm(forms.Form):
+    nhs_number = forms.CharField(
+        max_length=20, error_messages={"required": "Enter the patient's NHS number."}
+    )
+    question = forms.CharField(
+        max_length=2000, error_messages={"required": "Enter the question for the MDT."}
+    )
+    referrer = forms.CharField(
+        max_length=200, error_messages={"required": "Enter the referring clinician."}
+    )
+    triage = forms.ChoiceField(choices=Case.Triage.choices, initial=Case.Triage.FULL_DISCUSSION)
+    late_reason = forms.CharField(max_length=2000, required=False)
+    submission_id = forms.UUIDField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("submission_id", uuid.uuid4())
+
+
+class RemoveCaseForm(forms.Form):
+    reason = forms.CharField(
+        max_length=2000,
+        error_messages={"required": "Give the reason for removing this case from the list."},
+    )
+
+
+SEARCH_PURPOSES = [
+    ("listing", "Adding the patient to an MDT list"),
+    ("history", "Checking the patient's MDT history"),
+    ("review", "Preparing a case for review"),
+]
+
+
+class PatientSearchForm(forms.Form):
+    purpose = forms.ChoiceField(
+        choices=SEARCH_PURPOSES,
+        error_messages={"required": "Choose why you are searching for this patient."},
+    )
+    nhs_number = forms.CharField(max_length=20, required=False)
+    family_name = forms.CharField(max_length=100, required=False)
+    birth_date = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter the date of birth as a real date."},
+    )
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("nhs_number") and not (data.get("family_name") and data.get("birth_date")):
+            raise forms.ValidationError("Enter an NHS number, or a last name and a date of birth.")
+        return data

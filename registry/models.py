@@ -1,0 +1,1 @@
+"""Cancer registry data (COSD tumour registrations): built in the registry issue."""
