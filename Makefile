@@ -31,10 +31,11 @@ $(BIN)/uv:
 deps: $(BIN)/uv
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --quiet
 
-assets:
+assets: deps
 	@command -v npm >/dev/null || { echo "npm is needed for the NHS.UK frontend assets: install nodejs and npm (Debian: apt-get install nodejs npm)."; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	scripts/copy-assets.sh
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 services:
 	scripts/ensure-services.sh

@@ -1,0 +1,9 @@
+"""Shared fixtures: the suite runs against PostgreSQL (the settings' DATABASE_URL) and Redis."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _synthetic_nhs_numbers_allowed(settings):
+    # The tests use NHS numbers from the 999 test range, as the demo region does.
+    settings.ALLOW_SYNTHETIC_NHS_NUMBERS = True
