@@ -1,15 +1,28 @@
-"""A logging filter that removes NHS numbers from every log line, whatever logged them (Django,
-Celery, httpx): ten digits, optionally grouped 3-3-4 with spaces or dashes."""
+"""A logging filter that keeps patient identifiers out of every log line, whatever logged them
+(Django, Celery, httpx):
+
+- NHS numbers: ten digits, optionally grouped 3-3-4 with spaces or dashes, anywhere;
+- names and other free text in SQL: the string literals of logged SQL (django.db.backends logs
+  statements with their parameters when DEBUG is on) are replaced.
+
+Our own code never logs patient objects' names (Patient.__str__ is "Patient #id"), and Celery
+tasks take ids only.
+"""
 
 import logging
 import re
 
 NHS_NUMBER_PATTERN = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
+SQL_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 REDACTED = "[NHS number]"
 
 
 def redact(text: str) -> str:
     return NHS_NUMBER_PATTERN.sub(REDACTED, text)
+
+
+def redact_sql(text: str) -> str:
+    return SQL_STRING_LITERAL.sub("'[redacted]'", text)
 
 
 class RedactPatientIdentifiers(logging.Filter):
@@ -18,6 +31,8 @@ class RedactPatientIdentifiers(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken log call must not break the request
             return True
+        if record.name.startswith("django.db.backends"):
+            message = redact_sql(message)
         record.msg = redact(message)
         record.args = None
         if record.exc_info:

@@ -1,5 +1,8 @@
 """Reading an NHS number typed by a person: spaces and dashes allowed, the check digit checked by
-the `nhs-number` package, the 999 test range only where the setting allows synthetic numbers."""
+the `nhs-number` package, test numbers only where the setting allows synthetic numbers.
+
+The package's synthetic region is 900 000 0000 to 999 999 9999: it holds the 999 range the demo
+region uses and the PDS sandbox's 900 000 0009, none of which is ever issued to a person."""
 
 import nhs_number
 from django.conf import settings
@@ -29,6 +32,6 @@ def parse_nhs_number(typed: str) -> str:
         )
     if synthetic and not settings.ALLOW_SYNTHETIC_NHS_NUMBERS:
         raise InvalidNHSNumber(
-            "This NHS number is from the test range (999), which is not accepted here."
+            "This NHS number is from the test range (starting with 9), which is not accepted here."
         )
     return compact

@@ -7,3 +7,9 @@ import pytest
 def _synthetic_nhs_numbers_allowed(settings):
     # The tests use NHS numbers from the 999 test range, as the demo region does.
     settings.ALLOW_SYNTHETIC_NHS_NUMBERS = True
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Production hashing (PBKDF2) costs ~0.3 s a user; the tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

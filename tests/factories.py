@@ -122,8 +122,13 @@ class CaseFactory(factory.django.DjangoModelFactory):
     added_by = factory.SubFactory(UserFactory)
 
 
-def make_member(team: Team, role: str = Role.COORDINATOR, core_role: str = CoreRole.COORDINATOR,
-                username: str | None = None, organisation: Organisation | None = None) -> User:
+def make_member(
+    team: Team,
+    role: str = Role.COORDINATOR,
+    core_role: str = CoreRole.COORDINATOR,
+    username: str | None = None,
+    organisation: Organisation | None = None,
+) -> User:
     """A user with a membership role at the team's host (or another organisation) on the team."""
     user = UserFactory(**({"username": username} if username else {}))
     MembershipFactory(user=user, organisation=organisation or team.host, role=role)
