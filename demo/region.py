@@ -6,7 +6,6 @@ import random
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 
-import nhs_number
 from django.db import transaction
 from django.utils import timezone
 
@@ -14,6 +13,8 @@ from accounts.models import Membership, Organisation, Role, User
 from mdt.models import Case, CoreRole, Meeting, Team, TeamMember, TumourSite
 from mdt.services import generate_weekly_meetings
 from records.models import Patient
+
+from .synthetic import synthetic_nhs_number
 
 TRUSTS = [
     (
@@ -301,18 +302,8 @@ PATIENT_COUNT = 200
 
 
 def synthetic_nhs_numbers(count: int, seed: int = 2026) -> list[str]:
-    """Valid NHS numbers from the 999 test range, the same every time."""
-    rng = random.Random(seed)
-    numbers: list[str] = []
-    seen: set[str] = set()
-    while len(numbers) < count:
-        stem = f"999{rng.randrange(0, 10**6):06d}"
-        check = nhs_number.calculate_checksum(stem)
-        candidate = f"{stem}{check}"
-        if len(candidate) == 10 and candidate not in seen and nhs_number.is_valid(candidate):
-            seen.add(candidate)
-            numbers.append(candidate)
-    return numbers
+    """Valid NHS numbers spread over the 999 test range, the same every time."""
+    return [synthetic_nhs_number(n) for n in random.Random(seed).sample(range(1, 499_999), count)]
 
 
 @transaction.atomic
