@@ -29,7 +29,7 @@ $(BIN)/uv:
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 deps: $(BIN)/uv
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --quiet
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --locked --quiet
 
 assets: deps
 	@command -v npm >/dev/null || { echo "npm is needed for the NHS.UK frontend assets: install nodejs and npm (Debian: apt-get install nodejs npm)."; exit 1; }

@@ -38,9 +38,13 @@ def schedule_meeting(
         cutoff_at = starts_at - timedelta(days=1)
     if cutoff_at > starts_at:
         raise ListError("The case cut-off must be before the meeting starts.")
-    if Meeting.objects.filter(team=team, starts_at=starts_at).exists():
-        raise ListError(f"{team} already has a meeting at that time.")
-    return Meeting.objects.create(team=team, starts_at=starts_at, cutoff_at=cutoff_at, chair=chair)
+    try:
+        with transaction.atomic():
+            return Meeting.objects.create(
+                team=team, starts_at=starts_at, cutoff_at=cutoff_at, chair=chair
+            )
+    except IntegrityError as clash:
+        raise ListError(f"{team} already has a meeting at that time.") from clash
 
 
 def generate_weekly_meetings(
@@ -93,8 +97,10 @@ def add_case_to_meeting(*, user, meeting: Meeting, request: AddCaseRequest) -> C
         meeting = Meeting.objects.select_for_update().get(pk=meeting.pk)
         if request.submission_id:
             existing = Case.objects.filter(submission_id=request.submission_id).first()
-            if existing is not None:
+            if existing is not None and existing.meeting_id == meeting.pk:
                 return existing  # a double-clicked or resent form: the first one already added it
+            if existing is not None:
+                raise ListError("This form was already used for another meeting. Reload the page.")
         _check_list_open(meeting)
         late_reason = request.late_reason.strip()
         if timezone.now() > meeting.cutoff_at:

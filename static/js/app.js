@@ -1,5 +1,35 @@
-// Starts NHS.UK frontend's components; loaded as a module (no inline script: the CSP forbids it).
+// Starts NHS.UK frontend's components and reports failed htmx requests; loaded as a module
+// (no inline script: the CSP forbids it).
 import { initAll } from "../vendor/nhsuk-frontend/nhsuk-frontend.min.js";
 
 initAll();
 document.body.addEventListener("htmx:afterSettle", (event) => initAll({ scope: event.detail.elt }));
+
+// htmx 2 does not swap error responses: without this a coordinator could believe a change was
+// saved when the server refused it or could not be reached.
+const problem = document.getElementById("request-problem");
+const problemText = document.getElementById("request-problem-text");
+
+function showProblem(message) {
+  if (!problem || !problemText) return;
+  problemText.textContent = message;
+  problem.hidden = false;
+  problem.focus();
+}
+
+document.body.addEventListener("htmx:responseError", (event) => {
+  const status = event.detail.xhr.status;
+  if (status === 403) {
+    showProblem("You are not allowed to make that change, or the page had expired. Reload the page and try again.");
+  } else if (status === 404) {
+    showProblem("That item no longer exists or is not on your teams' lists. Reload the page.");
+  } else {
+    showProblem(`The change was not saved: the server answered with an error (${status}). Reload the page and try again.`);
+  }
+});
+document.body.addEventListener("htmx:sendError", () => {
+  showProblem("The change was not saved: the server could not be reached. Check your connection and try again.");
+});
+document.body.addEventListener("htmx:beforeRequest", () => {
+  if (problem) problem.hidden = true;
+});

@@ -100,3 +100,15 @@ def test_only_administrators_see_the_audit_log(client):
     meeting = MeetingFactory()
     client.force_login(make_member(meeting.team, role=Role.COORDINATOR))
     assert client.get("/records/audit/").status_code == 403
+
+
+def test_searches_are_audited_with_their_purpose(client):
+    meeting = MeetingFactory()
+    case = CaseFactory(meeting=meeting)
+    client.force_login(make_member(meeting.team, role=Role.CLINICIAN))
+    client.post("/patients/search/", {"purpose": "history", "nhs_number": case.patient.nhs_number})
+    event = AuditEvent.objects.latest("id")
+    assert event.action == "patient_search"
+    assert event.reason == "Checking the patient's MDT history"
+    assert event.patient_ids == [case.patient_id]
+    assert event.method == "POST"

@@ -207,3 +207,16 @@ def test_scheduling_refuses_a_cutoff_after_the_start_and_a_clash():
     services.schedule_meeting(team=team, starts_at=start)
     with pytest.raises(services.ListError, match="already has a meeting"):
         services.schedule_meeting(team=team, starts_at=start)
+
+
+def test_cases_are_listed_for_full_discussion_unless_triaged(coordinator, meeting):
+    assert add(coordinator, meeting, PatientFactory()).triage == Case.Triage.FULL_DISCUSSION
+
+
+def test_a_form_id_from_another_meeting_is_refused_not_shown(coordinator, meeting):
+    submission = uuid.uuid4()
+    add(coordinator, meeting, PatientFactory(), submission_id=submission)
+    other_meeting = MeetingFactory(team=meeting.team)
+    with pytest.raises(services.ListError, match="another meeting"):
+        add(coordinator, other_meeting, PatientFactory(), submission_id=submission)
+    assert not other_meeting.cases.exists()
