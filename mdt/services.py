@@ -85,7 +85,8 @@ def preview_patient(typed_nhs_number: str) -> Patient:
     return find_patient(typed_nhs_number)
 
 
-def add_case_to_meeting(*, user, meeting: Meeting, request: AddCaseRequest) -> Case:
+def add_case_to_meeting(*, user, meeting: Meeting, request: AddCaseRequest) -> tuple[Case, bool]:
+    """Returns the case and whether it was added now (False: the same form was sent again)."""
     if not can_add_cases(user):
         raise ListError("Only coordinators, chairs and clinicians can add cases to a list.")
     patient = find_patient(request.nhs_number)
@@ -98,7 +99,7 @@ def add_case_to_meeting(*, user, meeting: Meeting, request: AddCaseRequest) -> C
         if request.submission_id:
             existing = Case.objects.filter(submission_id=request.submission_id).first()
             if existing is not None and existing.meeting_id == meeting.pk:
-                return existing  # a double-clicked or resent form: the first one already added it
+                return existing, False  # a double-click or resend: the first one added it
             if existing is not None:
                 raise ListError("This form was already used for another meeting. Reload the page.")
         _check_list_open(meeting)
@@ -122,7 +123,7 @@ def add_case_to_meeting(*, user, meeting: Meeting, request: AddCaseRequest) -> C
         next_position = (meeting.cases.aggregate(top=Max("position"))["top"] or 0) + 1
         try:
             with transaction.atomic():
-                return Case.objects.create(
+                case = Case.objects.create(
                     meeting=meeting,
                     patient=patient,
                     position=next_position,
@@ -135,6 +136,7 @@ def add_case_to_meeting(*, user, meeting: Meeting, request: AddCaseRequest) -> C
                 )
         except IntegrityError as error:
             raise ListError("This patient is already on this meeting's list.") from error
+        return case, True
 
 
 def _check_list_open(meeting: Meeting) -> None:

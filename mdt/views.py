@@ -125,11 +125,11 @@ def add_case(request, public_id):
     if not can_add_cases(request.user):
         raise PermissionDenied
     form = AddCaseForm(request.POST)
-    added = None
+    added, created = None, False
     if form.is_valid():
         data = form.cleaned_data
         try:
-            added = services.add_case_to_meeting(
+            added, created = services.add_case_to_meeting(
                 user=request.user,
                 meeting=meeting,
                 request=services.AddCaseRequest(

@@ -3,7 +3,16 @@
 import { initAll } from "../vendor/nhsuk-frontend/nhsuk-frontend.min.js";
 
 initAll();
-document.body.addEventListener("htmx:afterSettle", (event) => initAll({ scope: event.detail.elt }));
+document.body.addEventListener("htmx:afterSettle", (event) => {
+  initAll({ scope: event.detail.elt });
+  // A swapped form replaces the button that had focus: put keyboard users back where they work,
+  // on the error summary if there is one (NHS.UK's component focuses it), else the first field.
+  const target = event.detail.target;
+  if (target && target.id === "add-case" && !target.querySelector(".nhsuk-error-summary")) {
+    const first = target.querySelector("#id_nhs_number");
+    if (first) first.focus();
+  }
+});
 
 // htmx 2 does not swap error responses: without this a coordinator could believe a change was
 // saved when the server refused it or could not be reached.

@@ -34,9 +34,10 @@ def clinician(meeting):
 def add(user, meeting, patient, **overrides):
     fields = {"nhs_number": patient.nhs_number, "question": "Stage and plan?", "referrer": "Dr R"}
     fields.update(overrides)
-    return services.add_case_to_meeting(
+    case, _created = services.add_case_to_meeting(
         user=user, meeting=meeting, request=services.AddCaseRequest(**fields)
     )
+    return case
 
 
 def test_adding_a_patient_lists_them_at_the_end(coordinator, meeting):
@@ -70,9 +71,17 @@ def test_a_removed_patient_can_be_listed_again(coordinator, meeting):
 def test_double_submit_adds_once(coordinator, meeting):
     patient = PatientFactory()
     submission = uuid.uuid4()
-    first = add(coordinator, meeting, patient, submission_id=submission)
-    second = add(coordinator, meeting, patient, submission_id=submission)
-    assert first.pk == second.pk
+    request = services.AddCaseRequest(
+        nhs_number=patient.nhs_number, question="Q?", referrer="Dr R", submission_id=submission
+    )
+    first, first_created = services.add_case_to_meeting(
+        user=coordinator, meeting=meeting, request=request
+    )
+    again, again_created = services.add_case_to_meeting(
+        user=coordinator, meeting=meeting, request=request
+    )
+    assert first_created
+    assert (again.pk, again_created) == (first.pk, False)
     assert meeting.cases.count() == 1
 
 
