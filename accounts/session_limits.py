@@ -38,10 +38,6 @@ class SessionLimitsMiddleware:
                     if idle
                     else "You were signed out because you signed in more than 12 hours ago.",
                 )
-                if request.headers.get("HX-Request"):
-                    response = redirect(settings.LOGIN_URL)
-                    response["HX-Redirect"] = response["Location"]
-                    return response
                 return redirect(f"{_login_path()}?next={request.path}")
             session[LOGIN_AT] = login_at.isoformat()
             session[LAST_SEEN] = now.isoformat()

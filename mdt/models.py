@@ -7,7 +7,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
-from accounts.models import Organisation
+from accounts.models import Organisation, Role
 from records.models import Patient
 
 
@@ -35,9 +35,14 @@ class CoreRole(models.TextChoices):
     OTHER = "other", "Other member"
 
 
+CASE_VIEWER_ROLES = (Role.COORDINATOR, Role.CLINICIAN, Role.CHAIR)
+
+
 class TeamQuerySet(models.QuerySet):
     def visible_to(self, user):
-        if not user.is_authenticated:
+        """Teams whose lists the user may see: a member of the team who has a clinical or
+        coordinating role. A GP or an administrator on a team's member list sees nothing."""
+        if not user.is_authenticated or not user.has_role(*CASE_VIEWER_ROLES):
             return self.none()
         return self.filter(members__user=user).distinct()
 

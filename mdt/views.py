@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.audit import audit_did, audit_saw
 from records.nhs_numbers import InvalidNHSNumber
@@ -29,6 +29,7 @@ def dashboard(request):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def meeting_list(request):
     teams = queries.teams_for(request.user)
     form = None
@@ -112,7 +113,8 @@ def preview_patient(request, public_id):
     except (InvalidNHSNumber, UnknownPatient) as problem:
         error = str(problem)
     if patient is not None:
-        audit_did(request, "preview_patient", patient_ids=[patient.pk])
+        audit_did(request, "preview_patient", patient_ids=[patient.pk],
+                  reason="Adding the patient to an MDT list")
     return render(
         request, "mdt/partials/patient_preview.jinja", {"patient": patient, "error": error}
     )
@@ -213,6 +215,7 @@ def set_triage(request, public_id):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def remove_case(request, public_id):
     case = queries.case_for_user(request.user, public_id)
     if not can_manage_list(request.user):
@@ -256,6 +259,7 @@ def close_list(request, public_id):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def patient_search(request):
     if not can_add_cases(request.user):
         raise PermissionDenied

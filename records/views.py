@@ -3,6 +3,7 @@
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
 
 from accounts.audit import audit_did
 from accounts.models import Role
@@ -11,6 +12,7 @@ from .audit_queries import AuditFilterForm, filtered_events
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def audit_log(request):
     if not request.user.has_role(Role.ADMIN):
         raise PermissionDenied

@@ -69,3 +69,12 @@ def test_a_wrong_password_says_so_without_saying_which_part(client, user):
     response = client.post("/accounts/login/", {"username": user.username, "password": "nope"})
     assert response.status_code == 200
     assert "Please enter a correct username and password" in response.content.decode()
+
+
+def test_htmx_requests_when_signed_out_redirect_the_whole_page(client):
+    meeting_url = f"/meetings/{MeetingFactory().public_id}/preview/"
+    response = client.post(
+        meeting_url, {"nhs_number": "9990000026"}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 302
+    assert response["HX-Redirect"].startswith("/accounts/login/")

@@ -1,0 +1,548 @@
+"""The access matrix: every URL of the mdt and records apps × role × scope, one exact status each.
+
+Security model (ARCHITECTURE.md, ADR-003): every view is behind login; patient data is reached by
+team membership through the one scoped queryset (``visible_to``). An object outside the user's
+teams is 404, never 403, so ids cannot be probed; a role that may see but not act gets 403. GPs
+(who will see letters sent to their practice, in a later issue) and administrators (who manage,
+and read the audit log) are not team members, so every team object is 404 to them. Superusers get
+no bypass: they have exactly an administrator's statuses.
+
+The world, built once for the module: trust A hosts the acting user's team ("own team") and
+another team ("other team, same trust"); trust B hosts a third ("other trust"). Each team has an
+upcoming meeting with two listed cases; the regional patient index also holds a spare patient on
+no list. The acting user holds their role at trust A and, for coordinator, clinician and chair, is
+a member of the own team only. Requesting the own, same-trust or other-trust meeting or case is
+therefore exactly the user being on the meeting's team, on another team of the same trust, or on
+a team of another trust. The own team's patients are registered with the GP's practice, so for a
+GP "own team" is the strongest claim (the patients are theirs) and it still grants nothing yet.
+
+Every cell also checks:
+- no denied response (403, 404, 405, the anonymous 302) carries any patient's NHS number (plain
+  or spaced), family name or given name, in its body or headers;
+- a 200 shows exactly the patients it should (the user's own lists, or the one patient looked up
+  in the regional index by NHS number), and the audit log records exactly those patients;
+- no response shows any patient's address or postcode (one patient is restricted);
+- data changes if and only if the cell is a signed-in 302, the change is the intended one, and
+  the redirect goes to the meeting.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from django.contrib import admin
+from django.db import transaction
+from django.test import override_settings
+from django.urls import URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from accounts.display import format_nhs_number
+from accounts.models import AuditEvent, Organisation, Role, User
+from mdt.models import Case, CoreRole, Meeting, Team, TeamMember
+from records.models import Patient
+from tests.factories import (
+    CaseFactory,
+    MeetingFactory,
+    MembershipFactory,
+    OrganisationFactory,
+    PatientFactory,
+    PracticeFactory,
+    TeamFactory,
+    UserFactory,
+    make_member,
+)
+
+OWN = "own-team"
+SAME_TRUST = "other-team-same-trust"
+OTHER_TRUST = "other-trust"
+SCOPES = (OWN, SAME_TRUST, OTHER_TRUST)
+NO_OBJECT = "no-object"  # the URL names no team, meeting, case or patient
+
+ANONYMOUS = "anonymous"
+SUPERUSER = "superuser"  # an administrator with is_superuser and is_staff
+ROLES = (Role.COORDINATOR, Role.CLINICIAN, Role.CHAIR, Role.GP, Role.ADMIN, ANONYMOUS)
+TEAM_ROLES = (Role.COORDINATOR, Role.CLINICIAN, Role.CHAIR)
+
+# One row per request and scope; one exact status per role. Read with the views: outside the
+# user's teams is 404, checked before the role, so it is 404 whatever the role; a role that may
+# not act is 403; a method the view does not take is 405; login comes first, so anonymous is
+# always 302 to the login page; a successful change redirects (302) to the meeting.
+# A superuser gets the admin column in every row (no bypass).
+# fmt: off
+MATRIX = [
+    # request                      scope          coord clin chair  gp  admin anon
+    ("GET  mdt:dashboard",         NO_OBJECT,     200,  200, 200,  200, 200,  302),
+    ("POST mdt:dashboard",         NO_OBJECT,     405,  405, 405,  405, 405,  302),
+
+    ("GET  mdt:meetings",          NO_OBJECT,     200,  200, 200,  200, 200,  302),
+    # Scheduling: the team is a form choice limited to the user's teams, so another team's id is
+    # a form error (200, nothing scheduled), the same answer as for a team that does not exist.
+    ("POST mdt:meetings",          OWN,           302,  403, 302,  403, 403,  302),
+    ("POST mdt:meetings",          SAME_TRUST,    200,  403, 200,  403, 403,  302),
+    ("POST mdt:meetings",          OTHER_TRUST,   200,  403, 200,  403, 403,  302),
+
+    ("GET  mdt:meeting",           OWN,           200,  200, 200,  404, 404,  302),
+    ("GET  mdt:meeting",           SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("GET  mdt:meeting",           OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("POST mdt:meeting",           OWN,           405,  405, 405,  405, 405,  302),
+    ("POST mdt:meeting",           SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("POST mdt:meeting",           OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+
+    ("POST mdt:preview_patient",   OWN,           200,  200, 200,  404, 404,  302),
+    ("POST mdt:preview_patient",   SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("POST mdt:preview_patient",   OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("GET  mdt:preview_patient",   OWN,           405,  405, 405,  405, 405,  302),
+    ("GET  mdt:preview_patient",   SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("GET  mdt:preview_patient",   OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+
+    # Clinicians may propose cases before the cut-off (the meeting is a week away).
+    ("POST mdt:add_case",          OWN,           302,  302, 302,  404, 404,  302),
+    ("POST mdt:add_case",          SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("POST mdt:add_case",          OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("GET  mdt:add_case",          OWN,           405,  405, 405,  405, 405,  302),
+    ("GET  mdt:add_case",          SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("GET  mdt:add_case",          OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+
+    ("POST mdt:close_list",        OWN,           302,  403, 302,  404, 404,  302),
+    ("POST mdt:close_list",        SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("POST mdt:close_list",        OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("GET  mdt:close_list",        OWN,           405,  405, 405,  405, 405,  302),
+    ("GET  mdt:close_list",        SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("GET  mdt:close_list",        OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+
+    ("POST mdt:move_case",         OWN,           302,  403, 302,  404, 404,  302),
+    ("POST mdt:move_case",         SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("POST mdt:move_case",         OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("GET  mdt:move_case",         OWN,           405,  405, 405,  405, 405,  302),
+    ("GET  mdt:move_case",         SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("GET  mdt:move_case",         OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+
+    ("POST mdt:set_triage",        OWN,           302,  403, 302,  404, 404,  302),
+    ("POST mdt:set_triage",        SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("POST mdt:set_triage",        OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("GET  mdt:set_triage",        OWN,           405,  405, 405,  405, 405,  302),
+    ("GET  mdt:set_triage",        SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("GET  mdt:set_triage",        OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+
+    ("GET  mdt:remove_case",       OWN,           200,  403, 200,  404, 404,  302),
+    ("GET  mdt:remove_case",       SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("GET  mdt:remove_case",       OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("POST mdt:remove_case",       OWN,           302,  403, 302,  404, 404,  302),
+    ("POST mdt:remove_case",       SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("POST mdt:remove_case",       OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+
+    # The regional patient index is searched by NHS number, to list a patient who may be on no
+    # list yet (ADR-003: region-wide by design, POSTed with a purpose, audited). The scope is whose
+    # list the searched patient is on; the listings shown stay team-scoped.
+    ("GET  mdt:patient_search",    NO_OBJECT,     200,  200, 200,  403, 403,  302),
+    ("POST mdt:patient_search",    OWN,           200,  200, 200,  403, 403,  302),
+    ("POST mdt:patient_search",    SAME_TRUST,    200,  200, 200,  403, 403,  302),
+    ("POST mdt:patient_search",    OTHER_TRUST,   200,  200, 200,  403, 403,  302),
+
+    ("GET  records:audit_log",     NO_OBJECT,     403,  403, 403,  403, 200,  302),
+    ("POST records:audit_log",     OWN,           403,  403, 403,  403, 200,  302),
+    ("POST records:audit_log",     SAME_TRUST,    403,  403, 403,  403, 200,  302),
+    ("POST records:audit_log",     OTHER_TRUST,   403,  403, 403,  403, 200,  302),
+]
+# fmt: on
+
+# What each URL's path names: nothing, a meeting or a case (by public_id).
+MEETING, CASE = "meeting", "case"
+PATH_OBJECT = {
+    "mdt:dashboard": None,
+    "mdt:meetings": None,
+    "mdt:meeting": MEETING,
+    "mdt:preview_patient": MEETING,
+    "mdt:add_case": MEETING,
+    "mdt:close_list": MEETING,
+    "mdt:move_case": CASE,
+    "mdt:set_triage": CASE,
+    "mdt:remove_case": CASE,
+    "mdt:patient_search": None,
+    "records:audit_log": None,
+}
+
+PATIENT_NAMES = {
+    # scope: [(family name, given name) of the target case, of the second case]
+    OWN: [("Zebedee-Matrix", "Ottoline"), ("Quillfeather-Matrix", "Peregrine")],
+    SAME_TRUST: [("Yarrowby-Matrix", "Clementina"), ("Wexcombe-Matrix", "Barnabus")],
+    OTHER_TRUST: [("Xanthorpe-Matrix", "Hyacinthe"), ("Vellacott-Matrix", "Leofric")],
+}
+SPARE_NAME = ("Umberleigh-Matrix", "Theodosia")
+ADDRESS_MARK = "Matrixaddress"  # in every patient's address; no page may show an address
+
+
+@dataclass
+class World:
+    trust: Organisation  # hosts the own team and the same-trust team
+    practice: Organisation  # the own team's patients' GP practice
+    teams: dict[str, Team]
+    meetings: dict[str, Meeting]
+    cases: dict[str, list[Case]]  # per scope: [target case (position 1), second (position 2)]
+    spare: Patient  # in the regional index, on no list
+    pristine: tuple = ()  # _state() as built: every cell must start from it
+
+    @property
+    def patients(self) -> list[Patient]:
+        return [case.patient for cases in self.cases.values() for case in cases] + [self.spare]
+
+
+def _patient(family: str, given: str, practice: Organisation, number: int, **extra) -> Patient:
+    return PatientFactory(
+        family_name=family,
+        given_name=given,
+        gp_practice=practice,
+        address=f"{number} {ADDRESS_MARK} Row, Quenbury",
+        postcode=f"QX{number} 7ZW",
+        **extra,
+    )
+
+
+def _build_world() -> World:
+    trust_a = OrganisationFactory(name="Matrix Trust A")
+    trust_b = OrganisationFactory(name="Matrix Trust B")
+    gp_practice = PracticeFactory()
+    other_practice = PracticeFactory()
+    teams = {
+        OWN: TeamFactory(host=trust_a),
+        SAME_TRUST: TeamFactory(host=trust_a),
+        OTHER_TRUST: TeamFactory(host=trust_b),
+    }
+    author = UserFactory()
+    meetings, cases = {}, {}
+    for scope, team in teams.items():
+        meetings[scope] = MeetingFactory(team=team)
+        practice = gp_practice if scope == OWN else other_practice
+        cases[scope] = [
+            CaseFactory(
+                meeting=meetings[scope],
+                position=position,
+                added_by=author,
+                patient=_patient(
+                    family,
+                    given,
+                    practice,
+                    number=10 * len(cases) + position,
+                    # The own team's target case is on most pages that show a patient.
+                    restricted=(scope == OWN and position == 1),
+                ),
+            )
+            for position, (family, given) in enumerate(PATIENT_NAMES[scope], start=1)
+        ]
+    spare = _patient(*SPARE_NAME, other_practice, number=99)
+    return World(trust_a, gp_practice, teams, meetings, cases, spare)
+
+
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """Built once for the module, in a transaction rolled back after its last test. Each test runs
+    in a savepoint inside it (pytest-django's ``db``), so whatever a cell changes is undone."""
+    with (
+        django_db_blocker.unblock(),
+        # conftest's fast hasher is function-scoped; the world's users are made before it applies.
+        override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]),
+        transaction.atomic(),
+    ):
+        built = _build_world()
+        built.pristine = _state()
+        yield built
+        transaction.set_rollback(True)
+
+
+def _acting_user(world: World, role: str) -> User | None:
+    if role == ANONYMOUS:
+        return None
+    if role in TEAM_ROLES:
+        core_role = {
+            Role.COORDINATOR: CoreRole.COORDINATOR,
+            Role.CLINICIAN: CoreRole.SURGEON,
+            Role.CHAIR: CoreRole.CHAIR,
+        }[role]
+        return make_member(world.teams[OWN], role=role, core_role=core_role)
+    if role == SUPERUSER:
+        user = UserFactory(is_superuser=True, is_staff=True)
+        MembershipFactory(user=user, organisation=world.trust, role=Role.ADMIN)
+        return user
+    user = UserFactory()
+    organisation = world.practice if role == Role.GP else world.trust
+    MembershipFactory(user=user, organisation=organisation, role=role)
+    return user
+
+
+def _url(world: World, url_name: str, scope: str) -> str:
+    kind = PATH_OBJECT[url_name]
+    if kind == MEETING:
+        return reverse(url_name, args=[world.meetings[scope].public_id])
+    if kind == CASE:
+        return reverse(url_name, args=[world.cases[scope][0].public_id])
+    return reverse(url_name)
+
+
+def _post_data(world: World, url_name: str, scope: str) -> dict:
+    if url_name == "mdt:meetings":
+        return {
+            "team": world.teams[scope].pk,
+            "date": (timezone.localdate() + timedelta(days=60)).isoformat(),
+            "time": "09:00",
+            "cutoff_days": "1",
+            "weeks": "1",
+        }
+    if url_name == "mdt:preview_patient":
+        return {"nhs_number": world.spare.nhs_number}
+    if url_name == "mdt:add_case":
+        return {
+            "nhs_number": world.spare.nhs_number,
+            "question": "Confirm stage and plan treatment",
+            "referrer": "Dr A Referrer",
+            "triage": Case.Triage.FULL_DISCUSSION,
+            "late_reason": "",
+            "submission_id": "",
+        }
+    if url_name == "mdt:move_case":
+        return {"direction": "down"}
+    if url_name == "mdt:set_triage":
+        return {"triage": Case.Triage.STANDARD_OF_CARE}
+    if url_name == "mdt:remove_case":
+        return {"reason": "Listed in error"}
+    if url_name == "mdt:patient_search":
+        return {"purpose": "history", "nhs_number": world.cases[scope][0].patient.nhs_number}
+    if url_name == "records:audit_log":
+        return {"nhs_number": world.cases[scope][0].patient.nhs_number, "user": ""}
+    return {}
+
+
+def _shown_patients(world: World, method: str, url_name: str, scope: str, role: str):
+    """The patients a 200 should show: the user's own lists, or the one looked up by number."""
+    own_listed = [case.patient for case in world.cases[OWN]]
+    request = (method, url_name)
+    if request == ("GET", "mdt:dashboard"):
+        return own_listed if role in TEAM_ROLES else []
+    if request == ("GET", "mdt:meeting"):
+        return own_listed
+    if request == ("GET", "mdt:remove_case"):
+        return [world.cases[scope][0].patient]
+    if request == ("POST", "mdt:preview_patient"):
+        return [world.spare]
+    if request in {("POST", "mdt:patient_search"), ("POST", "records:audit_log")}:
+        return [world.cases[scope][0].patient]
+    return []
+
+
+# The patients a successful change records in the audit log.
+AUDITED_ON_CHANGE = {
+    "mdt:meetings": lambda world, scope: [],
+    "mdt:add_case": lambda world, scope: [world.spare],
+    "mdt:close_list": lambda world, scope: [],
+    "mdt:move_case": lambda world, scope: [world.cases[scope][0].patient],
+    "mdt:set_triage": lambda world, scope: [world.cases[scope][0].patient],
+    "mdt:remove_case": lambda world, scope: [world.cases[scope][0].patient],
+}
+
+
+def _identifiers(patient: Patient) -> list[str]:
+    return [
+        patient.nhs_number,
+        format_nhs_number(patient.nhs_number),
+        patient.family_name.lower(),
+        patient.given_name.lower(),
+    ]
+
+
+def _haystack(response) -> str:
+    """The body and every header, lower-cased (names are shown upper-cased: "ZEBEDEE, Ada")."""
+    headers = "\n".join(f"{name}: {value}" for name, value in response.headers.items())
+    return f"{response.content.decode(errors='replace')}\n{headers}".lower()
+
+
+def _assert_shows_only(response, patients: list[Patient], shown: list[Patient], where: str):
+    haystack = _haystack(response)
+    for patient in patients:
+        if patient in shown:
+            assert patient.family_name.lower() in haystack, f"{where}: {patient} missing"
+        else:
+            leaked = [text for text in _identifiers(patient) if text in haystack]
+            assert not leaked, f"{where}: response shows {patient} ({leaked})"
+        for text in (patient.address, patient.postcode):
+            assert text.lower() not in haystack, f"{where}: shows {patient}'s address"
+    assert ADDRESS_MARK.lower() not in haystack, f"{where}: shows an address"
+
+
+def _state() -> tuple:
+    """Everything the matrix's requests could change (the audit log is written on purpose)."""
+    return (
+        sorted(
+            Meeting.objects.values_list("pk", "team_id", "starts_at", "status", "list_closed_by_id")
+        ),
+        sorted(
+            Case.objects.values_list(
+                "pk", "meeting_id", "patient_id", "position", "triage", "status", "removed_by_id"
+            )
+        ),
+    )
+
+
+def _check_intended_change(world: World, url_name: str, scope: str, user: User) -> str:
+    """Asserts the successful request's change; returns the page it should redirect to."""
+    # Fresh copies: the world's objects are shared by every cell of the module.
+    meeting = Meeting.objects.get(pk=world.meetings[scope].pk)
+    target = Case.objects.get(pk=world.cases[scope][0].pk)
+    if url_name == "mdt:meetings":
+        created = Meeting.objects.exclude(pk__in=[m.pk for m in world.meetings.values()])
+        assert [m.team_id for m in created] == [world.teams[scope].pk]
+        return reverse("mdt:meeting", args=[created.get().public_id])
+    if url_name == "mdt:add_case":
+        added = Case.objects.get(meeting=meeting, patient=world.spare)
+        assert (added.status, added.added_by) == (Case.Status.LISTED, user)
+    elif url_name == "mdt:close_list":
+        assert (meeting.status, meeting.list_closed_by) == (Meeting.Status.LIST_CLOSED, user)
+    elif url_name == "mdt:move_case":
+        assert target.position == 2
+    elif url_name == "mdt:set_triage":
+        assert target.triage == Case.Triage.STANDARD_OF_CARE
+    elif url_name == "mdt:remove_case":
+        assert (target.status, target.removed_by) == (Case.Status.REMOVED, user)
+    else:
+        raise AssertionError(f"{url_name} has no expected change")
+    return reverse("mdt:meeting", args=[meeting.public_id])
+
+
+def _cells():
+    for request, scope, *statuses in MATRIX:
+        method, url_name = request.split()
+        by_role = dict(zip(ROLES, statuses, strict=True))
+        by_role[SUPERUSER] = by_role[Role.ADMIN]
+        for role, status in by_role.items():
+            yield pytest.param(
+                method, url_name, scope, str(role), status, id=f"{method}-{url_name}-{scope}-{role}"
+            )
+
+
+@pytest.mark.parametrize(("method", "url_name", "scope", "role", "expected"), list(_cells()))
+def test_access_matrix(db, client, world, method, url_name, scope, role, expected):
+    before = _state()
+    assert before == world.pristine, "an earlier cell's changes were not rolled back"
+    user = _acting_user(world, role)
+    if user is not None:
+        client.force_login(user)
+    url = _url(world, url_name, scope)
+    last_event = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+    if method == "GET":
+        response = client.get(url)
+    else:
+        response = client.post(url, _post_data(world, url_name, scope))
+
+    cell = f"{method} {url_name} as {role}, {scope}"
+    assert response.status_code == expected, f"{cell}: {response.status_code}, not {expected}"
+
+    shown = _shown_patients(world, method, url_name, scope, role) if expected == 200 else []
+    _assert_shows_only(response, world.patients, shown, cell)
+
+    audited = set()
+    for patient_ids in AuditEvent.objects.filter(id__gt=last_event).values_list(
+        "patient_ids", flat=True
+    ):
+        audited.update(patient_ids)
+    changed = expected == 302 and user is not None
+    should_audit = AUDITED_ON_CHANGE[url_name](world, scope) if changed else shown
+    assert audited == {p.pk for p in should_audit}, f"{cell}: audited patients {audited}"
+
+    if user is None:
+        login = reverse("accounts:login")
+        assert response["Location"] == f"{login}?next={url}", cell
+    if changed:
+        assert _state() != before, f"{cell}: redirected but changed nothing"
+        assert response["Location"] == _check_intended_change(world, url_name, scope, user)
+    else:
+        assert _state() == before, f"{cell}: changed data"
+
+
+@pytest.mark.parametrize("role", [Role.GP, Role.ADMIN, "no role"])
+def test_team_membership_without_a_team_role_shows_no_patient(db, client, world, role):
+    """Only coordinators, clinicians and chairs see a team's patients through team membership.
+
+    A GP's access is by the practice a letter was sent to, and an administrator manages teams and
+    members (in the Django admin) without seeing patients; neither may become a viewer of patient
+    lists by being put on a team. A user with no role (say, one whose trust role was removed)
+    sees nothing either.
+    """
+    user = UserFactory()
+    if role != "no role":
+        MembershipFactory(user=user, organisation=world.trust, role=role)
+    TeamMember.objects.create(team=world.teams[OWN], user=user, core_role=CoreRole.OTHER)
+    client.force_login(user)
+
+    meeting_page = client.get(reverse("mdt:meeting", args=[world.meetings[OWN].public_id]))
+    dashboard = client.get(reverse("mdt:dashboard"))
+
+    assert (meeting_page.status_code, dashboard.status_code) == (404, 200)
+    _assert_shows_only(meeting_page, world.patients, [], f"meeting page as a {role} team member")
+    _assert_shows_only(dashboard, world.patients, [], f"dashboard as a {role} team member")
+
+
+def test_patient_data_is_not_in_the_django_admin(db, client, world):
+    """ADR-003 and the hazard log (H5, H6): patients, meetings and cases are not registered in the
+    admin, not even as inlines, so a superuser cannot read them there."""
+    hidden = {Patient, Meeting, Case}
+    assert not [model for model in hidden if admin.site.is_registered(model)]
+    for model, model_admin in admin.site._registry.items():
+        inlines = {inline.model for inline in model_admin.inlines}
+        assert not inlines & hidden, f"{model.__name__}'s admin shows {inlines & hidden}"
+
+    client.force_login(_acting_user(world, SUPERUSER))
+    for model in hidden:
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        assert client.get(url).status_code == 404, url
+    pages = [reverse("admin:index")] + [
+        reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        for model in admin.site._registry
+    ]
+    pages.append(reverse("admin:mdt_team_change", args=[world.teams[OWN].pk]))
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200, page
+        _assert_shows_only(response, world.patients, [], f"admin page {page}")
+
+
+def test_matrix_is_well_formed():
+    """One row per request and scope, a status for every role, object URLs in every scope, and
+    every URL tried with both GET and POST (a method the view does not take is 405)."""
+    seen = set()
+    for request, scope, *statuses in MATRIX:
+        method, url_name = request.split()
+        assert method in {"GET", "POST"}, request
+        assert url_name in PATH_OBJECT, f"{url_name}: say what its path names in PATH_OBJECT"
+        assert len(statuses) == len(ROLES), request
+        assert set(statuses) <= {200, 302, 403, 404, 405}, request
+        assert statuses[-1] == 302, f"{request}: anonymous is always sent to the login page"
+        assert (method, url_name, scope) not in seen, f"duplicate row {request} {scope}"
+        seen.add((method, url_name, scope))
+        if 302 in statuses[:-1]:
+            assert method == "POST" and url_name in AUDITED_ON_CHANGE, request
+    for url_name, kind in PATH_OBJECT.items():
+        for method in ("GET", "POST"):
+            scopes = {scope for m, name, scope in seen if (m, name) == (method, url_name)}
+            if kind is None:
+                assert scopes in ({NO_OBJECT}, set(SCOPES)), f"{method} {url_name}: {scopes}"
+            else:
+                assert scopes == set(SCOPES), f"{method} {url_name} needs every scope: {scopes}"
+
+
+def _named_urls(resolver: URLResolver, prefix: str = ""):
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver):
+            namespace = f"{prefix}{pattern.namespace}:" if pattern.namespace else prefix
+            yield from _named_urls(pattern, namespace)
+        elif pattern.name:
+            yield f"{prefix}{pattern.name}"
+
+
+def test_every_mdt_and_records_url_is_in_the_matrix():
+    names = {
+        name for name in _named_urls(get_resolver()) if name.split(":")[0] in {"mdt", "records"}
+    }
+    in_matrix = {request.split()[1] for request, *_ in MATRIX}
+    assert {"mdt:dashboard", "records:audit_log"} <= names  # the walk reached both apps
+    assert names - in_matrix == set(), "add these URLs to MATRIX (and PATH_OBJECT)"
+    assert in_matrix - names == set(), "MATRIX names URLs that no longer exist"
+    assert set(PATH_OBJECT) == names, "PATH_OBJECT must list exactly the apps' URLs"
