@@ -227,3 +227,12 @@ CSRF_FAILURE_VIEW = "config.error_views.csrf_failure"
 # Lockout is per username on purpose (see AXES_LOCKOUT_PARAMETERS above): hospital staff share
 # NAT addresses, so locking by IP would lock out whole sites.
 SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+
+# The federated record store.
+FEDERATION_BREAKER_FAILURES = int(os.environ.get("FEDERATION_BREAKER_FAILURES", "1"))
+FEDERATION_BREAKER_COOL_OFF_S = float(os.environ.get("FEDERATION_BREAKER_COOL_OFF_S", "30"))
+FEDERATION_CONCURRENCY_PER_SOURCE = int(os.environ.get("FEDERATION_CONCURRENCY_PER_SOURCE", "16"))
+FEDERATION_STALE_AFTER_HOURS = int(os.environ.get("FEDERATION_STALE_AFTER_HOURS", "24"))
+# The demographics service (PDS shape): the one remote call allowed inside a request.
+DEMOGRAPHICS_URL = os.environ.get("DEMOGRAPHICS_URL", "http://127.0.0.1:8105/fhir")
+DEMOGRAPHICS_TIMEOUT_S = float(os.environ.get("DEMOGRAPHICS_TIMEOUT_S", "2"))

@@ -11,8 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from records.models import Patient
-from records.patient_index import find_patient
+from records.patient_index import PatientLookup, find_patient, lookup_patient
 
 from .models import Case, Meeting, Team
 from .permissions import can_add_cases, can_manage_list
@@ -80,9 +79,9 @@ class AddCaseRequest:
     submission_id: uuid.UUID | None = None
 
 
-def preview_patient(typed_nhs_number: str) -> Patient:
+def preview_patient(typed_nhs_number: str) -> PatientLookup:
     """The patient a coordinator is about to add, for the form's name and birth date preview."""
-    return find_patient(typed_nhs_number)
+    return lookup_patient(typed_nhs_number)
 
 
 def add_case_to_meeting(*, user, meeting: Meeting, request: AddCaseRequest) -> tuple[Case, bool]:

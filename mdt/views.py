@@ -107,16 +107,24 @@ def preview_patient(request, public_id):
     queries.meeting_for_page(request.user, public_id)  # 404 outside the user's teams
     if not can_add_cases(request.user):
         raise PermissionDenied
-    patient, error = None, None
+    patient, error, notice = None, None, ""
     try:
-        patient = services.preview_patient(request.POST.get("nhs_number", ""))
+        lookup = services.preview_patient(request.POST.get("nhs_number", ""))
     except (InvalidNHSNumber, UnknownPatient) as problem:
         error = str(problem)
+    else:
+        patient, notice = lookup.patient, lookup.notice
     if patient is not None:
-        audit_did(request, "preview_patient", patient_ids=[patient.pk],
-                  reason="Adding the patient to an MDT list")
+        audit_did(
+            request,
+            "preview_patient",
+            patient_ids=[patient.pk],
+            reason="Adding the patient to an MDT list",
+        )
     return render(
-        request, "mdt/partials/patient_preview.jinja", {"patient": patient, "error": error}
+        request,
+        "mdt/partials/patient_preview.jinja",
+        {"patient": patient, "error": error, "notice": notice},
     )
 
 

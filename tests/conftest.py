@@ -13,3 +13,9 @@ def _synthetic_nhs_numbers_allowed(settings):
 def _fast_password_hashing(settings):
     # Production hashing (PBKDF2) costs ~0.3 s a user; the tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_demographics_service_unless_a_test_starts_one(settings):
+    # Tests that need the demographics service start a local one and point this setting at it.
+    settings.DEMOGRAPHICS_URL = ""

@@ -94,7 +94,7 @@ def test_mistyped_nhs_number_is_refused_and_nothing_is_added(coordinator, meetin
 
 
 def test_unknown_nhs_number_is_refused_never_invented(coordinator, meeting):
-    with pytest.raises(UnknownPatient, match="No patient with this NHS number"):
+    with pytest.raises(UnknownPatient, match="does not know this NHS number"):
         add(coordinator, meeting, PatientFactory.build(nhs_number="9990000042"))
     assert not meeting.cases.exists()
 

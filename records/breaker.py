@@ -1,0 +1,66 @@
+"""A circuit breaker per source, kept in Redis so that every worker shares it: once a source has
+failed (no connection, or no answer in time), the next patients skip it instead of each waiting
+for its timeout. After a cool-off one trial request is let through (half-open); success closes
+the breaker, failure opens it again."""
+
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from django.conf import settings
+
+KEY = "mdt:breaker:{source_id}"
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    open: bool
+    since: float | None = None  # epoch seconds when it opened
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        client: aioredis.Redis | None = None,
+        *,
+        failures_to_open: int | None = None,
+        cool_off_s: float | None = None,
+    ):
+        self.redis = client or aioredis.from_url(settings.REDIS_URL)
+        self.failures_to_open = failures_to_open or settings.FEDERATION_BREAKER_FAILURES
+        self.cool_off_s = (
+            cool_off_s if cool_off_s is not None else settings.FEDERATION_BREAKER_COOL_OFF_S
+        )
+
+    async def check(self, source_id: int) -> BreakerState:
+        """Open means: do not ask. One caller after the cool-off gets a trial (half-open)."""
+        key = KEY.format(source_id=source_id)
+        opened_at, retry_at = await self.redis.hmget(key, "opened_at", "retry_at")
+        if opened_at is None:
+            return BreakerState(open=False)
+        now = time.time()
+        if retry_at is not None and now >= float(retry_at):
+            # Only one caller wins the trial: it pushes retry_at forward for everyone else.
+            won = await self.redis.hsetnx(key, f"trial:{retry_at.decode()}", "1")
+            if won:
+                await self.redis.hset(key, "retry_at", now + self.cool_off_s)
+                return BreakerState(open=False, since=float(opened_at))
+        return BreakerState(open=True, since=float(opened_at))
+
+    async def failed(self, source_id: int) -> None:
+        key = KEY.format(source_id=source_id)
+        failures = await self.redis.hincrby(key, "failures", 1)
+        if failures >= self.failures_to_open:
+            now = time.time()
+            await self.redis.hsetnx(key, "opened_at", now)
+            await self.redis.hset(key, "retry_at", now + self.cool_off_s)
+        await self.redis.expire(key, 24 * 3600)
+
+    async def succeeded(self, source_id: int) -> None:
+        await self.redis.delete(KEY.format(source_id=source_id))
+
+    async def reset(self, source_id: int) -> None:
+        await self.succeeded(source_id)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
