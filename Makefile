@@ -57,7 +57,7 @@ lint: deps
 
 test: deps assets services lint
 	@test -x /usr/bin/chromium || { echo "Browser tests need Chromium at /usr/bin/chromium: install Debian's package (apt-get install chromium)."; exit 1; }
-	$(BIN)/pytest
+	REDIS_URL=redis://127.0.0.1:6379/15 $(BIN)/pytest
 
 bench: setup
 	$(BIN)/python -m bench $(BENCH)

@@ -12,8 +12,9 @@ from django.utils import timezone
 from accounts.models import Membership, Organisation, Role, User
 from mdt.models import Case, CoreRole, Meeting, Team, TeamMember, TumourSite
 from mdt.services import generate_weekly_meetings
-from records.models import Patient
+from records.models import Patient, Source
 
+from .sources import DEMO_SOURCES, demo_source_url
 from .synthetic import synthetic_nhs_number
 
 TRUSTS = [
@@ -350,6 +351,7 @@ def seed_region(password: str) -> dict[str, int]:
                 team=teams[team_name], user=user, defaults={"core_role": core_role}
             )
 
+    _seed_sources(orgs)
     patients = _seed_patients(rng, [orgs[code] for code, _, _ in PRACTICES])
     meetings = _seed_meetings(rng, teams, patients)
     return {
@@ -359,6 +361,21 @@ def seed_region(password: str) -> dict[str, int]:
         "patients": len(patients),
         "meetings": meetings,
     }
+
+
+def _seed_sources(orgs: dict[str, Organisation]) -> None:
+    """The demo region's record sources: the local FHIR servers `make run` starts."""
+    for name, code, port in DEMO_SOURCES:
+        Source.objects.update_or_create(
+            name=name,
+            defaults={
+                "kind": Source.Kind.FHIR,
+                "base_url": demo_source_url(port),
+                "organisation": orgs.get(code),
+                "timeout_s": 5.0,
+                "enabled": True,
+            },
+        )
 
 
 def _seed_patients(rng: random.Random, practices: list[Organisation]) -> list[Patient]:

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import Organisation, Role
-from records.models import Patient
+from records.models import Patient, Snapshot
 
 
 class TumourSite(models.TextChoices):
@@ -110,6 +110,9 @@ class Meeting(models.Model):
     list_closed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    refresh_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When someone last asked to refresh every case's record."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = MeetingQuerySet.as_manager()
@@ -176,6 +179,15 @@ class Case(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     removed_at = models.DateTimeField(null=True, blank=True)
+    snapshot = models.ForeignKey(
+        Snapshot,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The federated record this case shows (the latest population run for it).",
+    )
+    population_requested_at = models.DateTimeField(null=True, blank=True)
 
     objects = CaseQuerySet.as_manager()
 

@@ -5,6 +5,8 @@ from django.db.models import Count, Prefetch, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from records.models import Snapshot
+
 from .models import Case, Meeting, Team
 
 
@@ -12,7 +14,8 @@ def meeting_for_page(user, public_id) -> Meeting:
     """The meeting (404 outside the user's teams) with its listed cases and their patients."""
     listed = (
         Case.objects.listed()
-        .select_related("patient", "patient__gp_practice", "added_by")
+        .select_related("patient", "patient__gp_practice", "added_by", "snapshot")
+        .defer("snapshot__summary")
         .order_by("position", "id")
     )
     return get_object_or_404(
@@ -74,5 +77,41 @@ def patient_listings(user, patients):
         Case.objects.visible_to(user)
         .filter(patient__in=patients)
         .select_related("meeting", "meeting__team", "patient")
+        .order_by("-meeting__starts_at")
+    )
+
+
+def case_page(user, public_id):
+    """The case with its patient, its frozen record, and a newer snapshot if one exists."""
+    case = get_object_or_404(
+        Case.objects.visible_to(user).select_related(
+            "meeting",
+            "meeting__team",
+            "meeting__team__host",
+            "patient",
+            "patient__gp_practice",
+            "snapshot",
+        ),
+        public_id=public_id,
+    )
+    newer = None
+    if case.snapshot_id:
+        newer = (
+            Snapshot.objects.filter(
+                patient_id=case.patient_id, created_at__gt=case.snapshot.created_at
+            )
+            .only("id", "created_at")
+            .first()
+        )
+    return case, newer
+
+
+def other_listings(case):
+    """The patient's other MDT listings anywhere in the region (no patient data beyond the
+    team, date and status; the viewer already sees this patient on their own team's list)."""
+    return (
+        Case.objects.filter(patient_id=case.patient_id)
+        .exclude(pk=case.pk)
+        .select_related("meeting", "meeting__team", "meeting__team__host")
         .order_by("-meeting__starts_at")
     )

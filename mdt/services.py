@@ -15,6 +15,7 @@ from records.patient_index import PatientLookup, find_patient, lookup_patient
 
 from .models import Case, Meeting, Team
 from .permissions import can_add_cases, can_manage_list
+from .population import request_case_population, request_meeting_refresh
 
 
 class ListError(Exception):
@@ -135,6 +136,7 @@ def add_case_to_meeting(*, user, meeting: Meeting, request: AddCaseRequest) -> t
                 )
         except IntegrityError as error:
             raise ListError("This patient is already on this meeting's list.") from error
+        request_case_population(case)
         return case, True
 
 
@@ -211,3 +213,18 @@ def close_list(*, user, meeting: Meeting) -> Meeting:
         meeting.list_closed_by = user
         meeting.save(update_fields=["status", "list_closed_at", "list_closed_by"])
         return meeting
+
+
+def refresh_meeting_records(*, user, meeting: Meeting) -> None:
+    """Re-populates every listed case's record (the meeting page's "refresh all")."""
+    if not can_add_cases(user):
+        raise ListError("Only members of the MDT can refresh its records.")
+    with transaction.atomic():
+        request_meeting_refresh(meeting)
+
+
+def refresh_case_record(*, user, case: Case) -> None:
+    if not can_add_cases(user):
+        raise ListError("Only members of the MDT can refresh a record.")
+    with transaction.atomic():
+        request_case_population(case)

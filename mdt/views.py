@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -16,7 +16,10 @@ from records.search import search_patients
 
 from . import queries, services
 from .forms import AddCaseForm, MeetingForm, PatientSearchForm, RemoveCaseForm
+from .models import Meeting
 from .permissions import can_add_cases, can_manage_list
+from .population import refresh_progress
+from .presenters import RecordPresenter
 
 
 @login_required
@@ -89,6 +92,7 @@ def _meeting_context(request, meeting, **extra):
         "can_manage": can_manage_list(request.user),
         "can_add": can_add_cases(request.user) and meeting.list_is_open,
         "past_cutoff": timezone.now() > meeting.cutoff_at,
+        "progress": refresh_progress(meeting),
         **extra,
     }
 
@@ -300,4 +304,76 @@ def patient_search(request):
             "listings": listings,
             "meetings": queries.upcoming_meetings(request.user).filter(status="planned"),
         },
+    )
+
+
+@login_required
+@require_GET
+def case_detail(request, public_id):
+    case, newer = queries.case_page(request.user, public_id)
+    audit_did(request, "view_case_record", str(case.public_id), patient_ids=[case.patient_id])
+    return render(
+        request,
+        "mdt/case.jinja",
+        {
+            "case": case,
+            "patient": case.patient,
+            "record": RecordPresenter(case.snapshot, newer),
+            "other_listings": queries.other_listings(case),
+            "can_refresh": can_add_cases(request.user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def refresh_case(request, public_id):
+    case, _newer = queries.case_page(request.user, public_id)
+    try:
+        services.refresh_case_record(user=request.user, case=case)
+    except services.ListError as error:
+        messages.error(request, str(error))
+    else:
+        audit_did(
+            request, "refresh_case_record", str(case.public_id), patient_ids=[case.patient_id]
+        )
+        messages.success(
+            request, "The record is being refreshed from every source. Reload in a few seconds."
+        )
+    return redirect("mdt:case", case.public_id)
+
+
+@login_required
+@require_POST
+def refresh_meeting(request, public_id):
+    meeting = queries.meeting_for_page(request.user, public_id)
+    try:
+        services.refresh_meeting_records(user=request.user, meeting=meeting)
+    except services.ListError as error:
+        messages.error(request, str(error))
+        return redirect("mdt:meeting", meeting.public_id)
+    audit_did(
+        request,
+        "refresh_meeting_records",
+        str(meeting.public_id),
+        patient_ids=[case.patient_id for case in meeting.listed_cases],
+    )
+    if request.htmx:
+        meeting.refresh_from_db(fields=["refresh_requested_at"])
+        return render(
+            request,
+            "mdt/partials/refresh_progress.jinja",
+            {"meeting": meeting, "progress": refresh_progress(meeting)},
+        )
+    return redirect("mdt:meeting", meeting.public_id)
+
+
+@login_required
+@require_GET
+def meeting_refresh_progress(request, public_id):
+    meeting = get_object_or_404(Meeting.objects.visible_to(request.user), public_id=public_id)
+    return render(
+        request,
+        "mdt/partials/refresh_progress.jinja",
+        {"meeting": meeting, "progress": refresh_progress(meeting)},
     )

@@ -124,6 +124,32 @@ MATRIX = [
     ("GET  mdt:set_triage",        SAME_TRUST,    405,  405, 405,  405, 405,  302),
     ("GET  mdt:set_triage",        OTHER_TRUST,   405,  405, 405,  405, 405,  302),
 
+    # The case page and the federated record: every member of the team may read and refresh.
+    ("GET  mdt:case",              OWN,           200,  200, 200,  404, 404,  302),
+    ("GET  mdt:case",              SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("GET  mdt:case",              OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("POST mdt:case",              OWN,           405,  405, 405,  405, 405,  302),
+    ("POST mdt:case",              SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("POST mdt:case",              OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+    ("POST mdt:refresh_case",      OWN,           302,  302, 302,  404, 404,  302),
+    ("POST mdt:refresh_case",      SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("POST mdt:refresh_case",      OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("GET  mdt:refresh_case",      OWN,           405,  405, 405,  405, 405,  302),
+    ("GET  mdt:refresh_case",      SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("GET  mdt:refresh_case",      OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+    ("POST mdt:refresh_meeting",   OWN,           302,  302, 302,  404, 404,  302),
+    ("POST mdt:refresh_meeting",   SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("POST mdt:refresh_meeting",   OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("GET  mdt:refresh_meeting",   OWN,           405,  405, 405,  405, 405,  302),
+    ("GET  mdt:refresh_meeting",   SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("GET  mdt:refresh_meeting",   OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+    ("GET  mdt:refresh_progress",  OWN,           200,  200, 200,  404, 404,  302),
+    ("GET  mdt:refresh_progress",  SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("GET  mdt:refresh_progress",  OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("POST mdt:refresh_progress",  OWN,           405,  405, 405,  405, 405,  302),
+    ("POST mdt:refresh_progress",  SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("POST mdt:refresh_progress",  OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+
     ("GET  mdt:remove_case",       OWN,           200,  403, 200,  404, 404,  302),
     ("GET  mdt:remove_case",       SAME_TRUST,    404,  404, 404,  404, 404,  302),
     ("GET  mdt:remove_case",       OTHER_TRUST,   404,  404, 404,  404, 404,  302),
@@ -158,6 +184,10 @@ PATH_OBJECT = {
     "mdt:move_case": CASE,
     "mdt:set_triage": CASE,
     "mdt:remove_case": CASE,
+    "mdt:case": CASE,
+    "mdt:refresh_case": CASE,
+    "mdt:refresh_meeting": MEETING,
+    "mdt:refresh_progress": MEETING,
     "mdt:patient_search": None,
     "records:audit_log": None,
 }
@@ -319,7 +349,7 @@ def _shown_patients(world: World, method: str, url_name: str, scope: str, role: 
         return own_listed if role in TEAM_ROLES else []
     if request == ("GET", "mdt:meeting"):
         return own_listed
-    if request == ("GET", "mdt:remove_case"):
+    if request in {("GET", "mdt:remove_case"), ("GET", "mdt:case")}:
         return [world.cases[scope][0].patient]
     if request == ("POST", "mdt:preview_patient"):
         return [world.spare]
@@ -336,6 +366,8 @@ AUDITED_ON_CHANGE = {
     "mdt:move_case": lambda world, scope: [world.cases[scope][0].patient],
     "mdt:set_triage": lambda world, scope: [world.cases[scope][0].patient],
     "mdt:remove_case": lambda world, scope: [world.cases[scope][0].patient],
+    "mdt:refresh_case": lambda world, scope: [world.cases[scope][0].patient],
+    "mdt:refresh_meeting": lambda world, scope: [case.patient for case in world.cases[scope]],
 }
 
 
@@ -371,11 +403,20 @@ def _state() -> tuple:
     """Everything the matrix's requests could change (the audit log is written on purpose)."""
     return (
         sorted(
-            Meeting.objects.values_list("pk", "team_id", "starts_at", "status", "list_closed_by_id")
+            Meeting.objects.values_list(
+                "pk", "team_id", "starts_at", "status", "list_closed_by_id", "refresh_requested_at"
+            )
         ),
         sorted(
             Case.objects.values_list(
-                "pk", "meeting_id", "patient_id", "position", "triage", "status", "removed_by_id"
+                "pk",
+                "meeting_id",
+                "patient_id",
+                "position",
+                "triage",
+                "status",
+                "removed_by_id",
+                "population_requested_at",
             )
         ),
     )
@@ -401,6 +442,12 @@ def _check_intended_change(world: World, url_name: str, scope: str, user: User) 
         assert target.triage == Case.Triage.STANDARD_OF_CARE
     elif url_name == "mdt:remove_case":
         assert (target.status, target.removed_by) == (Case.Status.REMOVED, user)
+    elif url_name == "mdt:refresh_case":
+        assert target.population_requested_at is not None
+        return reverse("mdt:case", args=[target.public_id])
+    elif url_name == "mdt:refresh_meeting":
+        assert meeting.refresh_requested_at is not None
+        assert all(c.population_requested_at for c in meeting.cases.listed())
     else:
         raise AssertionError(f"{url_name} has no expected change")
     return reverse("mdt:meeting", args=[meeting.public_id])

@@ -52,7 +52,10 @@ def test_preview_shows_name_and_birth_date_before_adding(client, coordinator, me
 
 @pytest.mark.parametrize(
     ("typed", "message"),
-    [("999 000 0027", "last digit does not match"), ("999 000 0042", "does not know this NHS number")],
+    [
+        ("999 000 0027", "last digit does not match"),
+        ("999 000 0042", "does not know this NHS number"),
+    ],
 )
 def test_preview_explains_a_wrong_or_unknown_number(client, coordinator, meeting, typed, message):
     response = client.post(

@@ -1,0 +1,240 @@
+"""Populating patients' records: ask every enabled source and the demographics service at once,
+apply the identity rule per source, normalise, merge, and freeze a snapshot per patient.
+
+The asking runs in an event loop on a helper thread; every database write stays on the calling
+thread (a Celery task, a command, a test), which freezes each patient's snapshot as soon as that
+patient's answers are in, so progress shows case by case."""
+
+import asyncio
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .demographics import Demographics, DemographicsUnavailable, fetch_demographics_async
+from .federation import Federation, SourceAnswer, SourceConfig
+from .identity import check_identity
+from .merge import merge
+from .models import Patient, Snapshot, Source, SourceResult
+from .normalise import normalise
+from .patient_index import apply_demographics
+
+Status = SourceResult.Status
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class PatientJob:
+    patient_id: int
+    nhs_number: str
+    birth_date: date | None
+
+
+@dataclass
+class PatientAnswers:
+    job: PatientJob
+    answers: list[SourceAnswer]
+    demographics: Demographics | None = None
+    demographics_problem: str = ""
+    elapsed_ms: int = 0
+
+
+@dataclass
+class Assessed:
+    """The answers after the identity rule and normalisation: what goes into the snapshot."""
+
+    summary: dict
+    statuses: dict
+    restricted: bool = False
+    deceased: bool = False
+    items: list = field(default_factory=list)
+
+
+def sources_to_ask(names: list[str] | None = None) -> list[Source]:
+    sources = Source.objects.filter(enabled=True, kind=Source.Kind.FHIR).select_related(
+        "organisation"
+    )
+    if names:
+        sources = sources.filter(name__in=names)
+    return list(sources)
+
+
+def populate_patients(
+    patient_ids, *, reason: str, sources: list[Source] | None = None, on_snapshot=None
+) -> list[Snapshot]:
+    """Populates each patient; calls on_snapshot(snapshot) as each one is frozen."""
+    jobs = [
+        PatientJob(p.pk, p.nhs_number, p.birth_date)
+        for p in Patient.objects.filter(pk__in=list(patient_ids))
+    ]
+    sources = sources if sources is not None else sources_to_ask()
+    configs = [SourceConfig.of(s) for s in sources]
+    source_rows = {s.pk: s for s in sources}
+    answers: queue.Queue = queue.Queue()
+
+    def ask_everyone():
+        try:
+            asyncio.run(_ask_all(jobs, configs, answers.put))
+        except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+            answers.put(error)
+        finally:
+            answers.put(_DONE)
+
+    asker = threading.Thread(target=ask_everyone, name="record-federation", daemon=True)
+    asker.start()
+    snapshots = []
+    while (item := answers.get()) is not _DONE:
+        if isinstance(item, BaseException):
+            asker.join()
+            raise item
+        snapshot = freeze(item, reason=reason, sources=source_rows)
+        snapshots.append(snapshot)
+        if on_snapshot is not None:
+            on_snapshot(snapshot)
+    asker.join()
+    return snapshots
+
+
+async def _ask_all(jobs: list[PatientJob], configs: list[SourceConfig], deliver) -> None:
+    async with (
+        Federation(configs) as federation,
+        httpx.AsyncClient(headers={"Accept": "application/fhir+json"}) as demographics_client,
+    ):
+
+        async def one(job: PatientJob) -> None:
+            started = time.monotonic()
+            demographics_call = asyncio.ensure_future(
+                _demographics(demographics_client, job.nhs_number)
+            )
+            answers = await federation.ask_all(job.nhs_number)
+            demographics, problem = await demographics_call
+            deliver(
+                PatientAnswers(
+                    job, answers, demographics, problem, round((time.monotonic() - started) * 1000)
+                )
+            )
+
+        await asyncio.gather(*(one(job) for job in jobs))
+
+
+async def _demographics(client, nhs_number) -> tuple[Demographics | None, str]:
+    try:
+        found = await fetch_demographics_async(client, nhs_number)
+    except DemographicsUnavailable as down:
+        return None, str(down)
+    if found is None:
+        return None, "The demographics service does not know this NHS number."
+    return found, ""
+
+
+def assess(result: PatientAnswers) -> Assessed:
+    """Applies the identity rule to each source and merges what passes."""
+    job = result.job
+    birth_date = result.demographics.birth_date if result.demographics else job.birth_date
+    statuses, items, unhandled = {}, [], Counter()
+    restricted = bool(result.demographics and result.demographics.restricted)
+    deceased = bool(result.demographics and result.demographics.deceased)
+    for answer in result.answers:
+        if answer.status in (Status.OK, Status.PARTIAL):
+            identity = check_identity(
+                answer.patients,
+                answer.resources,
+                job.nhs_number,
+                birth_date,
+                patient_full_urls=answer.patient_full_urls,
+            )
+            restricted = restricted or identity.restricted
+            if not identity.ok:
+                answer.status = Status.IDENTITY_MISMATCH
+                answer.detail = f"Nothing from this source is shown: {identity.reason}"
+            else:
+                deceased = deceased or bool(identity.deceased)
+                normalised = normalise(answer.resources, answer.source.badge)
+                items.extend(normalised.items)
+                unhandled.update(normalised.unhandled)
+        statuses[answer.source.name] = {
+            "status": answer.status,
+            "label": Status(answer.status).label,
+            "detail": answer.detail,
+            "elapsed_ms": answer.elapsed_ms,
+            "badge": answer.source.badge,
+            "counts": answer.counts,
+        }
+    demographics = result.demographics.as_dict() if result.demographics else None
+    if demographics and restricted:
+        demographics["address"] = demographics["postcode"] = ""
+    merged = merge(items)
+    summary = {
+        "demographics": demographics,
+        "demographics_problem": result.demographics_problem,
+        "record": merged.as_dict(),
+        "unhandled": dict(unhandled),
+        "restricted": restricted,
+        "deceased": deceased,
+    }
+    return Assessed(summary, statuses, restricted, deceased, items)
+
+
+def freeze(result: PatientAnswers, *, reason: str, sources: dict[int, Source]) -> Snapshot:
+    assessed = assess(result)
+    with transaction.atomic():
+        patient = Patient.objects.select_for_update().get(pk=result.job.patient_id)
+        if result.demographics is not None:
+            patient = apply_demographics(result.demographics, patient)
+        changed = []
+        if assessed.restricted and not patient.restricted:
+            patient.restricted, patient.address, patient.postcode = True, "", ""
+            changed += ["restricted", "address", "postcode"]
+        if assessed.deceased and not patient.deceased:
+            patient.deceased = True
+            changed.append("deceased")
+        if changed:
+            patient.save(update_fields=changed)
+        snapshot = Snapshot.objects.create(
+            patient=patient,
+            reason=reason[:200],
+            summary=assessed.summary,
+            per_source_status=assessed.statuses,
+            elapsed_ms=result.elapsed_ms,
+        )
+        SourceResult.objects.bulk_create(
+            SourceResult(
+                snapshot=snapshot,
+                source=sources[answer.source.id],
+                status=answer.status,
+                detail=answer.detail,
+                raw=answer.raw,
+                elapsed_ms=answer.elapsed_ms,
+                counts=answer.counts,
+            )
+            for answer in result.answers
+        )
+    return snapshot
+
+
+def latest_snapshot(patient_id: int) -> Snapshot | None:
+    return Snapshot.objects.filter(patient_id=patient_id).first()
+
+
+def is_stale(snapshot: Snapshot) -> bool:
+    age = timezone.now() - snapshot.created_at
+    return age.total_seconds() > settings.FEDERATION_STALE_AFTER_HOURS * 3600
+
+
+def summarise_now(nhs_number: str, sources: list[Source]) -> tuple[Assessed, PatientAnswers]:
+    """Asks the sources now and returns the assessed record without storing a snapshot (for
+    support staff's record_summary command)."""
+    indexed = Patient.objects.filter(nhs_number=nhs_number).first()
+    job = PatientJob(
+        indexed.pk if indexed else 0, nhs_number, indexed.birth_date if indexed else None
+    )
+    delivered: list[PatientAnswers] = []
+    asyncio.run(_ask_all([job], [SourceConfig.of(s) for s in sources], delivered.append))
+    return assess(delivered[0]), delivered[0]
