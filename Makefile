@@ -45,6 +45,7 @@ migrate: deps services
 
 seed: migrate
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py run_demo_sources --write-only
 
 setup: deps assets services migrate seed
 

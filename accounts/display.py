@@ -14,9 +14,15 @@ def format_nhs_number(value: str | None) -> str:
     return f"{digits[:3]} {digits[3:6]} {digits[6:]}"
 
 
-def format_date(value: date | datetime | None) -> str:
-    if value is None:
+def format_date(value: date | datetime | str | None) -> str:
+    """Also takes an ISO date string (as stored in snapshots); partial dates stay as written."""
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value[:10])
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         value = timezone.localtime(value)
     return f"{value.day} {value:%B %Y}"

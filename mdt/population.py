@@ -4,7 +4,7 @@ Adding a case, or "refresh all" on a meeting, enqueues this work; the Celery tas
 import logging
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from records.populate import populate_patients
@@ -80,7 +80,12 @@ def refresh_progress(meeting: Meeting) -> dict:
     }
 
 
-def cases_waiting(meeting: Meeting):
-    return meeting.cases.listed().filter(
-        Q(snapshot__isnull=True) | Q(snapshot__created_at__lt=meeting.refresh_requested_at)
+def stale_population_requests(older_than_s: int = 300):
+    """Listed cases whose population was asked for over five minutes ago and has not happened."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_s)
+    return (
+        Case.objects.listed()
+        .filter(population_requested_at__lt=cutoff)
+        .filter(Q(snapshot__isnull=True) | Q(snapshot__created_at__lt=F("population_requested_at")))
+        .exclude(meeting__status=Meeting.Status.CONCLUDED)
     )

@@ -5,7 +5,7 @@ from celery import shared_task
 from accounts.audit import record_system_event
 
 from .models import Case, Meeting
-from .population import populate_cases
+from .population import populate_cases, stale_population_requests
 
 
 @shared_task(acks_late=True)
@@ -39,3 +39,13 @@ def populate_meeting(meeting_id: int) -> int:
         f"meeting:{meeting.public_id}",
     )
     return made
+
+
+@shared_task
+def sweep_unpopulated_cases() -> int:
+    """Beat: re-enqueues population that was asked for but never happened (a lost message, a
+    worker killed half way, the broker down when the case was added)."""
+    waiting = list(stale_population_requests().values_list("pk", flat=True)[:200])
+    if waiting:
+        populate_cases(waiting, reason="Sweep: population asked for but not done")
+    return len(waiting)
