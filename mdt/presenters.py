@@ -73,8 +73,12 @@ class RecordPresenter:
 
     @property
     def sections(self) -> list[Section]:
+        in_conflict = {
+            _key(item) for conflict in self.conflicts for item in conflict.get("items") or []
+        }
         by_kind = {}
         for item in self.record.get("timeline") or []:
+            item = {**item, "conflict": _key(item) in in_conflict}
             by_kind.setdefault(item.get("kind"), []).append(item)
         sections = []
         for title, kinds in SECTIONS:
@@ -90,3 +94,8 @@ class RecordPresenter:
     @property
     def restricted(self) -> bool:
         return bool(self.summary.get("restricted"))
+
+
+def _key(item: dict) -> tuple:
+    """Identifies a merged item by where it came from."""
+    return tuple(sorted((o.get("source"), o.get("resource_id")) for o in item.get("sources") or []))
