@@ -40,7 +40,10 @@ def populate_cases(case_ids, *, reason: str) -> int:
         by_patient.setdefault(patient_id, []).append(case_id)
 
     def link(snapshot) -> None:
-        Case.objects.filter(pk__in=by_patient[snapshot.patient_id]).update(snapshot=snapshot)
+        # Never replace a newer snapshot (another worker's later run) with this one.
+        Case.objects.filter(pk__in=by_patient[snapshot.patient_id]).filter(
+            Q(snapshot__isnull=True) | Q(snapshot__created_at__lte=snapshot.created_at)
+        ).update(snapshot=snapshot)
 
     return len(populate_patients(by_patient, reason=reason, on_snapshot=link))
 

@@ -360,11 +360,7 @@ def refresh_meeting(request, public_id):
     )
     if request.htmx:
         meeting.refresh_from_db(fields=["refresh_requested_at"])
-        return render(
-            request,
-            "mdt/partials/refresh_progress.jinja",
-            {"meeting": meeting, "progress": refresh_progress(meeting)},
-        )
+        return _progress_fragment(request, meeting)
     return redirect("mdt:meeting", meeting.public_id)
 
 
@@ -372,8 +368,16 @@ def refresh_meeting(request, public_id):
 @require_GET
 def meeting_refresh_progress(request, public_id):
     meeting = get_object_or_404(Meeting.objects.visible_to(request.user), public_id=public_id)
-    return render(
+    return _progress_fragment(request, meeting)
+
+
+def _progress_fragment(request, meeting):
+    progress = refresh_progress(meeting)
+    response = render(
         request,
         "mdt/partials/refresh_progress.jinja",
-        {"meeting": meeting, "progress": refresh_progress(meeting)},
+        {"meeting": meeting, "progress": progress, "oob": True},
     )
+    if not progress["running"]:
+        response["HX-Trigger"] = "records-refreshed"  # the case list re-reads its record statuses
+    return response

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from django.conf import settings
 
-KEY = "mdt:breaker:{source_id}"
+
+def breaker_key(source_id: int) -> str:
+    # Per database, so two deployments (or test databases) on one Redis never share a breaker.
+    return f"mdt:{settings.DATABASES['default']['NAME']}:breaker:{source_id}"
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class CircuitBreaker:
 
     async def check(self, source_id: int) -> BreakerState:
         """Open means: do not ask. One caller after the cool-off gets a trial (half-open)."""
-        key = KEY.format(source_id=source_id)
+        key = breaker_key(source_id)
         opened_at, retry_at = await self.redis.hmget(key, "opened_at", "retry_at")
         if opened_at is None:
             return BreakerState(open=False)
@@ -48,7 +51,7 @@ class CircuitBreaker:
         return BreakerState(open=True, since=float(opened_at))
 
     async def failed(self, source_id: int) -> None:
-        key = KEY.format(source_id=source_id)
+        key = breaker_key(source_id)
         failures = await self.redis.hincrby(key, "failures", 1)
         if failures >= self.failures_to_open:
             now = time.time()
@@ -57,7 +60,7 @@ class CircuitBreaker:
         await self.redis.expire(key, 24 * 3600)
 
     async def succeeded(self, source_id: int) -> None:
-        await self.redis.delete(KEY.format(source_id=source_id))
+        await self.redis.delete(breaker_key(source_id))
 
     async def reset(self, source_id: int) -> None:
         await self.succeeded(source_id)

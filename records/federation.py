@@ -7,6 +7,7 @@ answers into a frozen snapshot."""
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ CLINICAL_TYPES = (
 PAGE_SIZE = 100
 RETRY_STATUSES = {502, 503, 504}
 RAW_TEXT_LIMIT = 2000
+logger = logging.getLogger(__name__)
 Status = SourceResult.Status
 
 
@@ -138,6 +140,8 @@ class Federation:
         return self
 
     async def __aexit__(self, *exc):
+        for reading in self._batch_support.values():
+            reading.cancel()  # a shielded read still waiting on a slow source
         await asyncio.gather(*(client.aclose() for client in self._clients.values()))
         await self.breaker.close()
 
@@ -168,6 +172,10 @@ class Federation:
             answer.status = Status.ERROR
             answer.detail = str(error)
             await self.breaker.succeeded(source.id)  # it answered: it is alive
+        except Exception as error:  # noqa: BLE001 - one odd answer must not fail every patient
+            logger.exception("Unexpected failure reading %s", source.name)
+            answer.status = Status.ERROR
+            answer.detail = f"The source's answer could not be used ({type(error).__name__})."
         else:
             await self.breaker.succeeded(source.id)
         finally:
@@ -176,6 +184,15 @@ class Federation:
 
     async def _query(self, source: SourceConfig, nhs_number: str, answer: SourceAnswer) -> None:
         identifier = quote(f"{NHS_NUMBER_SYSTEM}|{nhs_number}", safe="")
+        # The CapabilityStatement (once per run) is read alongside the first patient's search.
+        batch_supported = asyncio.ensure_future(self._supports_batch(source, answer))
+        try:
+            await self._query_patient(source, identifier, batch_supported, answer)
+        finally:
+            if not batch_supported.done():
+                batch_supported.cancel()  # only this patient's wait: the shared read goes on
+
+    async def _query_patient(self, source, identifier, batch_supported, answer) -> None:
         found = parse_bundle(await self._get(source, f"Patient?identifier={identifier}", answer))
         answer.patients = [r for r in found.resources if r.get_resource_type() == "Patient"]
         answer.patient_full_urls = [
@@ -184,21 +201,26 @@ class Federation:
             if url and r.get_resource_type() == "Patient"
         ]
         self._count_drops(found, answer)
+        if not answer.patients and found.dropped:
+            # The source knows someone by this NHS number, but its record could not be read.
+            raise SourceProblem(
+                f"The source's Patient record could not be read ({found.drop_reasons[0]})."
+            )
         if not answer.patients:
             answer.status = Status.NOT_FOUND
             answer.detail = "The source does not know this NHS number."
             return
-        if len(answer.patients) > 1:
+        # The same Patient sent twice (a repeated page) is one patient, as in the identity rule.
+        distinct = len({p.model_dump_json() for p in answer.patients})
+        if distinct > 1:
             answer.status = Status.IDENTITY_MISMATCH
-            answer.detail = (
-                f"The source returned {len(answer.patients)} patients for one NHS number."
-            )
+            answer.detail = f"The source returned {distinct} patients for one NHS number."
             return
         patient_id = answer.patients[0].id
         searches = [
             f"{kind}?patient={quote(patient_id)}&_count={PAGE_SIZE}" for kind in CLINICAL_TYPES
         ]
-        if await self._supports_batch(source, answer):
+        if await batch_supported:
             first_pages = await self._batch(source, searches, answer)
         else:
             first_pages = await asyncio.gather(*(self._get(source, s, answer) for s in searches))
@@ -235,7 +257,9 @@ class Federation:
             self._batch_support[source.id] = asyncio.ensure_future(
                 self._read_capabilities(source, answer)
             )
-        return await self._batch_support[source.id]
+        # Shielded: one patient's deadline cancelling its wait must not cancel the shared read
+        # (every other patient awaiting it would get CancelledError and the whole run fail).
+        return await asyncio.shield(self._batch_support[source.id])
 
     async def _read_capabilities(self, source: SourceConfig, answer: SourceAnswer) -> bool:
         try:

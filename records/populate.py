@@ -131,6 +131,12 @@ async def _demographics(client, nhs_number) -> tuple[Demographics | None, str]:
         return None, str(down)
     if found is None:
         return None, "The demographics service does not know this NHS number."
+    if found.nhs_number != nhs_number:
+        # e.g. a superseded number: never apply another NHS number's details to this patient.
+        return None, (
+            "The demographics service answered with a different NHS number (ending "
+            f"{found.nhs_number[-4:]}); its details were not used."
+        )
     return found, ""
 
 
@@ -236,5 +242,11 @@ def summarise_now(nhs_number: str, sources: list[Source]) -> tuple[Assessed, Pat
         indexed.pk if indexed else 0, nhs_number, indexed.birth_date if indexed else None
     )
     delivered: list[PatientAnswers] = []
-    asyncio.run(_ask_all([job], [SourceConfig.of(s) for s in sources], delivered.append))
+    configs = [SourceConfig.of(s) for s in sources]
+    # Its own thread, like populate_patients: the caller may already run an event loop.
+    asker = threading.Thread(target=lambda: asyncio.run(_ask_all([job], configs, delivered.append)))
+    asker.start()
+    asker.join()
+    if not delivered:
+        raise RuntimeError("The sources could not be asked (see the log).")
     return assess(delivered[0]), delivered[0]

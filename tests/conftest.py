@@ -19,3 +19,9 @@ def _fast_password_hashing(settings):
 def _no_demographics_service_unless_a_test_starts_one(settings):
     # Tests that need the demographics service start a local one and point this setting at it.
     settings.DEMOGRAPHICS_URL = ""
+
+
+def pytest_collection_modifyitems(config, items):
+    # Browser tests run last: Playwright's sync API leaves an event loop running on the main
+    # thread for the rest of the session, and asyncio.run() refuses to start inside it.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

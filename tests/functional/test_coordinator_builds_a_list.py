@@ -94,7 +94,7 @@ def test_coordinator_builds_a_list_with_a_corrected_nhs_number(
     page.locator("#id_cutoff_days").fill("2")
     page.locator("#id_weeks").fill("1")
     page.get_by_role("button", name="Schedule").click()
-    expect(page.get_by_role("status")).to_contain_text("Meeting scheduled.")
+    expect(page.locator(".app-flash")).to_contain_text("Meeting scheduled.")
     meeting = Meeting.objects.get(team=team)
     assert timezone.localtime(meeting.starts_at).date() == meeting_day
     assert timezone.localtime(meeting.cutoff_at).date() == meeting_day - timedelta(days=2)
@@ -180,7 +180,7 @@ def test_coordinator_builds_a_list_with_a_corrected_nhs_number(
 
     # Close the list: it keeps its order and can no longer be changed.
     page.get_by_role("button", name="Close the list").click()
-    expect(page.get_by_role("status")).to_contain_text("The list is closed.")
+    expect(page.locator(".app-flash")).to_contain_text("The list is closed.")
     expect(listed_names(page)).to_have_text(
         [turing.full_name, somerville.full_name, hopper.full_name]
     )
@@ -277,7 +277,7 @@ def test_coordinator_is_told_what_is_wrong_with_an_nhs_number_or_an_empty_form(
         ("999 12A 4567", "An NHS number can only contain numbers, spaces and dashes."),
         (
             spaced(synthetic_nhs_number(531)),
-            "No patient with this NHS number is known to the region's patient index.",
+            "The region's patient index does not know this NHS number either",
         ),
     ]:
         type_nhs_number_and_wait_for_preview(page, typed)

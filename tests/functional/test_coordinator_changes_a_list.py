@@ -55,7 +55,7 @@ def test_coordinator_triages_a_case_without_a_reload_and_removes_another_with_a_
     check_accessibility(page, "on the remove-a-case page with its error summary")
     page.get_by_label("Reason for removing the case").fill("Listed in error")
     page.get_by_role("button", name="Remove from the list").click()
-    expect(page.get_by_role("status")).to_contain_text("Case removed from the list.")
+    expect(page.locator(".app-flash")).to_contain_text("Case removed from the list.")
     expect(listed_names(page)).to_have_text([kept.patient.full_name])
     check_accessibility(page, "on the list after removing a case")
     removed.refresh_from_db()

@@ -1,6 +1,7 @@
 """Prints a patient's merged record and each source's status, for scripts and support staff:
 manage.py record_summary NHS_NUMBER [--source NAME=URL ...] [--json] --reason "..."."""
 
+import hashlib
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -54,7 +55,7 @@ class Command(BaseCommand):
         if not specs:
             return sources_to_ask()
         sources = []
-        for index, spec in enumerate(specs):
+        for spec in specs:
             name, _, url = spec.partition("=")
             if not url:
                 configured = Source.objects.filter(name=name).first()
@@ -64,8 +65,10 @@ class Command(BaseCommand):
                 continue
             if not url.startswith(("http://", "https://")):
                 raise CommandError(f"{url!r} is not an http(s) URL.")
-            # A source for this run only: never saved, so it gets a negative id of its own.
-            sources.append(Source(pk=-(index + 1), name=name, base_url=url, timeout_s=timeout))
+            # A source for this run only, never saved: a negative id derived from the URL, so its
+            # circuit breaker is its own and not another one-off source's.
+            ad_hoc_id = -int(hashlib.sha256(url.encode()).hexdigest()[:12], 16)
+            sources.append(Source(pk=ad_hoc_id, name=name, base_url=url, timeout_s=timeout))
         return sources
 
     def _print(self, output: dict) -> None:
