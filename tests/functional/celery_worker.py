@@ -16,8 +16,8 @@ How the pieces meet:
   own, ``e2e-<random>``, and the web side routes tasks there by ``task_default_queue`` while the
   test runs (the router reads it at every send). The queue's keys are deleted afterwards.
 - The circuit breaker keeps its state in Redis under the source's id
-  (records.breaker.breaker_key), so the test's sources get random ids far above any sequence, and their breaker keys are deleted before
-  and after.
+  (records.breaker.breaker_key), so the test's sources get random ids far above any sequence,
+  and their breaker keys are deleted before and after.
 """
 
 from __future__ import annotations
