@@ -235,7 +235,12 @@ SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 FEDERATION_BREAKER_FAILURES = int(os.environ.get("FEDERATION_BREAKER_FAILURES", "1"))
 FEDERATION_BREAKER_COOL_OFF_S = float(os.environ.get("FEDERATION_BREAKER_COOL_OFF_S", "30"))
 FEDERATION_CONCURRENCY_PER_SOURCE = int(os.environ.get("FEDERATION_CONCURRENCY_PER_SOURCE", "16"))
+# "Refresh all" splits a meeting between this many tasks (one per worker process: parsing is CPU).
+FEDERATION_TASK_CHUNKS = int(os.environ.get("FEDERATION_TASK_CHUNKS", "2"))
 FEDERATION_STALE_AFTER_HOURS = int(os.environ.get("FEDERATION_STALE_AFTER_HOURS", "24"))
 # The demographics service (PDS shape): the one remote call allowed inside a request.
 DEMOGRAPHICS_URL = os.environ.get("DEMOGRAPHICS_URL", "http://127.0.0.1:8105/fhir")
 DEMOGRAPHICS_TIMEOUT_S = float(os.environ.get("DEMOGRAPHICS_TIMEOUT_S", "2"))
+# Record sources answered inside this system, by Source.kind: the dotted path of each kind's
+# adapter (records.internal_sources), so that records never imports the app that owns it.
+RECORD_SOURCE_ADAPTERS = {"registry": "registry.source.answer_for_patients"}

@@ -1868,22 +1868,29 @@ def _choose_situations(ordered: list[Patient], plans: dict[str, Plan]) -> Situat
     return Situations(conflict=conflict, deceased=deceased, used=used)
 
 
-def write_demo_histories(
-    patients: list[Patient], out_dir: Path, seed: int = 7, *, as_of: date | None = None
-) -> dict[str, int]:
-    """Writes `out_dir/<SOURCE>/<patient id>.json` (a collection Bundle per patient, the Patient
-    first) for RRK, RWP, RL4 and GP, `out_dir/PDS/<NHS number>.json` for every patient, and
-    `out_dir/manifest.json` (the situations, and each patient's site, pathway and ids), last.
-    Returns the number of resources written per source (patients for PDS)."""
+@dataclass
+class BuiltHistories:
+    """Every patient's history, built in memory (what write_demo_histories writes)."""
+
+    as_of: date
+    ordered: list[Patient]  # by NHS number
+    plans: dict[str, Plan]  # by NHS number
+    situations: Situations
+    histories: dict[str, History]  # by NHS number
+    not_found: tuple[str, str] | None  # (NHS number, the trust that does not know them)
+
+
+def build_demo_histories(
+    patients: list[Patient], seed: int = 7, *, as_of: date | None = None
+) -> BuiltHistories:
+    """The histories write_demo_histories writes, without writing them: the same patients, seed
+    and `as_of` give the same histories (demo.registry_data registers the same cancers)."""
     as_of = as_of or timezone.localdate()
-    out_dir = Path(out_dir)
     ordered = sorted(patients, key=lambda p: p.nhs_number)
     listings = _listings(ordered)
     ids = _local_ids(ordered)
     plans = {p.nhs_number: _plan(p, listings.get(p.pk), seed) for p in ordered}
     chosen = _choose_situations(ordered, plans)
-    conflict, deceased, used = chosen.conflict, chosen.deceased, chosen.used
-
     histories: dict[str, History] = {}
     for patient in ordered:
         history = History(patient, plans[patient.nhs_number], ids[patient.nhs_number], as_of, seed)
@@ -1893,13 +1900,28 @@ def write_demo_histories(
     # One patient (preferably listed) unknown to a trust that had no part in their cancer care.
     not_found = None
     for patient in sorted(ordered, key=lambda p: (not plans[p.nhs_number].listed, p.nhs_number)):
-        if patient.nhs_number in used:
+        if patient.nhs_number in chosen.used:
             continue
         history = histories[patient.nhs_number]
         absent = next((s for s in ("RL4", "RWP", "RRK") if not history.charts[s].in_pathway), None)
         if absent:
             not_found = (patient.nhs_number, absent)
             break
+    return BuiltHistories(as_of, ordered, plans, chosen, histories, not_found)
+
+
+def write_demo_histories(
+    patients: list[Patient], out_dir: Path, seed: int = 7, *, as_of: date | None = None
+) -> dict[str, int]:
+    """Writes `out_dir/<SOURCE>/<patient id>.json` (a collection Bundle per patient, the Patient
+    first) for RRK, RWP, RL4 and GP, `out_dir/PDS/<NHS number>.json` for every patient, and
+    `out_dir/manifest.json` (the situations, and each patient's site, pathway and ids), last.
+    Returns the number of resources written per source (patients for PDS)."""
+    built = build_demo_histories(patients, seed, as_of=as_of)
+    as_of, ordered, histories = built.as_of, built.ordered, built.histories
+    out_dir = Path(out_dir)
+    conflict, deceased = built.situations.conflict, built.situations.deceased
+    not_found = built.not_found
 
     deaths: dict[str, date] = {}
     for patient in deceased:

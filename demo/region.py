@@ -1,6 +1,7 @@
-"""The demo region: three West Midlands trusts, ten GP practices, lung, breast and colorectal
-teams, a user for each role, 200 synthetic patients (NHS numbers from the 999 test range) and
-next month's meetings with lists. Seeding twice changes nothing."""
+"""The demo region: three West Midlands trusts, ten GP practices, the cancer registry, lung,
+breast and colorectal teams, a user for each role, 200 synthetic patients (NHS numbers from the
+999 test range), next month's meetings with lists, and the registry's registrations of the
+patients' cancers (demo.registry_data). Seeding twice changes nothing."""
 
 import random
 from dataclasses import dataclass
@@ -300,6 +301,11 @@ REFERRERS = [
     "Miss L Ward (breast surgery)",
 ]
 PATIENT_COUNT = 200
+# The region's cancer registry: an organisation, and the record source the case page badges
+# "Cancer registry".
+REGISTRY_ODS = "NDRS"
+REGISTRY_NAME = "National Disease Registration Service"
+REGISTRY_SOURCE_NAME = "Cancer registry"
 
 
 def synthetic_nhs_numbers(count: int, seed: int = 2026) -> list[str]:
@@ -351,20 +357,40 @@ def seed_region(password: str) -> dict[str, int]:
                 team=teams[team_name], user=user, defaults={"core_role": core_role}
             )
 
+    orgs[REGISTRY_ODS], _ = Organisation.objects.update_or_create(
+        ods_code=REGISTRY_ODS,
+        defaults={"name": REGISTRY_NAME, "kind": Organisation.Kind.REGISTRY},
+    )
     _seed_sources(orgs)
     patients = _seed_patients(rng, [orgs[code] for code, _, _ in PRACTICES])
     meetings = _seed_meetings(rng, teams, patients)
+    # After the lists: the histories, and so the registrations, follow each patient's listing.
+    from .registry_data import demo_histories_as_of, seed_demo_registry  # imports this module
+
+    as_of, seed = demo_histories_as_of()
+    registrations, _conflict = seed_demo_registry(patients, seed=seed, as_of=as_of)
     return {
         "organisations": len(orgs),
         "teams": len(teams),
         "users": len(USERS),
         "patients": len(patients),
         "meetings": meetings,
+        "registrations": registrations,
     }
 
 
 def _seed_sources(orgs: dict[str, Organisation]) -> None:
-    """The demo region's record sources: the local FHIR servers `make run` starts."""
+    """The demo region's record sources: the local FHIR servers `make run` starts, and the
+    cancer registry (an internal source: registry.source answers it from the database)."""
+    Source.objects.update_or_create(
+        name=REGISTRY_SOURCE_NAME,
+        defaults={
+            "kind": Source.Kind.REGISTRY,
+            "base_url": "",
+            "organisation": orgs[REGISTRY_ODS],
+            "enabled": True,
+        },
+    )
     for name, code, port in DEMO_SOURCES:
         Source.objects.update_or_create(
             name=name,

@@ -29,7 +29,7 @@ def _enqueue(task, *args) -> None:
     transaction.on_commit(send)
 
 
-def populate_cases(case_ids, *, reason: str) -> int:
+def populate_cases(case_ids, *, reason: str, concurrency: int | None = None) -> int:
     """Populates the cases' patients concurrently and points each case at its new snapshot as
     soon as it is frozen. Returns the number of snapshots made."""
     cases = list(
@@ -45,7 +45,9 @@ def populate_cases(case_ids, *, reason: str) -> int:
             Q(snapshot__isnull=True) | Q(snapshot__created_at__lte=snapshot.created_at)
         ).update(snapshot=snapshot)
 
-    return len(populate_patients(by_patient, reason=reason, on_snapshot=link))
+    return len(
+        populate_patients(by_patient, reason=reason, on_snapshot=link, concurrency=concurrency)
+    )
 
 
 def request_case_population(case: Case) -> None:

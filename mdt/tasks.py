@@ -1,6 +1,7 @@
 """Celery entry points: they take ids only and call the services."""
 
 from celery import shared_task
+from django.conf import settings
 
 from accounts.audit import record_system_event
 
@@ -24,13 +25,24 @@ def populate_case(case_id: int) -> int:
     return made
 
 
-@shared_task(acks_late=True)
-def populate_meeting(meeting_id: int) -> int:
+@shared_task(acks_late=True, bind=True)
+def populate_meeting(self, meeting_id: int) -> int:
+    """Splits the meeting's cases between the worker's processes (parsing FHIR is CPU work), each
+    chunk with its share of the per-source request limit, so a source still sees at most
+    FEDERATION_CONCURRENCY_PER_SOURCE requests at once."""
     meeting = Meeting.objects.filter(pk=meeting_id).first()
     if meeting is None:
         return 0
-    case_ids = list(meeting.cases.listed().values_list("pk", flat=True))
-    made = populate_cases(case_ids, reason="Refresh of every case on the meeting")
+    case_ids = list(meeting.cases.listed().order_by("position").values_list("pk", flat=True))
+    chunks = max(1, min(settings.FEDERATION_TASK_CHUNKS, len(case_ids)))
+    share = max(1, settings.FEDERATION_CONCURRENCY_PER_SOURCE // chunks)
+    # The other chunks go to the queue this task came from (the worker that serves it).
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    for index in range(1, chunks):
+        populate_case_chunk.apply_async((case_ids[index::chunks], share), queue=queue)
+    made = populate_cases(
+        case_ids[0::chunks], reason="Refresh of every case on the meeting", concurrency=share
+    )
     record_system_event(
         "celery:populate_meeting",
         "Refreshing every case's federated record for a meeting",
@@ -49,3 +61,18 @@ def sweep_unpopulated_cases() -> int:
     if waiting:
         populate_cases(waiting, reason="Sweep: population asked for but not done")
     return len(waiting)
+
+
+@shared_task(acks_late=True)
+def populate_case_chunk(case_ids: list[int], concurrency: int) -> int:
+    made = populate_cases(
+        case_ids, reason="Refresh of every case on the meeting", concurrency=concurrency
+    )
+    cases = Case.objects.filter(pk__in=case_ids)
+    record_system_event(
+        "celery:populate_case_chunk",
+        "Refreshing part of a meeting's cases' federated records",
+        "populate_meeting",
+        cases.values_list("patient_id", flat=True),
+    )
+    return made

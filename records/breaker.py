@@ -29,7 +29,14 @@ class CircuitBreaker:
         failures_to_open: int | None = None,
         cool_off_s: float | None = None,
     ):
-        self.redis = client or aioredis.from_url(settings.REDIS_URL)
+        # A blocking pool: a run asks about many patients at once, and every ask checks the
+        # breaker; waiting briefly for a connection beats failing the whole run (redis-py's
+        # default pool raises MaxConnectionsError when it runs out).
+        self.redis = client or aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.REDIS_URL, max_connections=32, timeout=10
+            )
+        )
         self.failures_to_open = failures_to_open or settings.FEDERATION_BREAKER_FAILURES
         self.cool_off_s = (
             cool_off_s if cool_off_s is not None else settings.FEDERATION_BREAKER_COOL_OFF_S
@@ -66,4 +73,4 @@ class CircuitBreaker:
         await self.succeeded(source_id)
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)

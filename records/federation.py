@@ -67,6 +67,7 @@ class SourceConfig:
     max_bytes: int
     headers: tuple[tuple[str, str], ...] = ()
     basic_auth: tuple[str, str] | None = None
+    kind: str = Source.Kind.FHIR  # other kinds are answered inside (records.internal_sources)
 
     @classmethod
     def of(cls, source: Source) -> "SourceConfig":
@@ -85,6 +86,7 @@ class SourceConfig:
             basic_auth=(source.username, source.password)
             if source.auth == Source.Auth.BASIC
             else None,
+            kind=str(source.kind),
         )
 
 
@@ -119,10 +121,15 @@ class Federation:
     """One population run: a connection pool and a concurrency limit per source, shared by every
     patient the run asks about."""
 
-    def __init__(self, sources: list[SourceConfig], breaker: CircuitBreaker | None = None):
+    def __init__(
+        self,
+        sources: list[SourceConfig],
+        breaker: CircuitBreaker | None = None,
+        concurrency: int | None = None,
+    ):
         self.sources = sources
         self.breaker = breaker or CircuitBreaker()
-        limit = settings.FEDERATION_CONCURRENCY_PER_SOURCE
+        self.concurrency = limit = concurrency or settings.FEDERATION_CONCURRENCY_PER_SOURCE
         self._clients = {
             s.id: httpx.AsyncClient(
                 headers=dict(s.headers),

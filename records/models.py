@@ -89,8 +89,13 @@ class Source(models.Model):
 
     @property
     def badge(self) -> str:
-        """The short label shown beside each item from this source."""
-        return self.organisation.ods_code if self.organisation else self.name
+        """The short label shown beside each item from this source: a FHIR server's by its
+        organisation's ODS code (RRK), which clinicians know; a source with no organisation, or
+        an internal one such as the cancer registry (whose organisation's code, NDRS, says less
+        than its name), by its name."""
+        if self.organisation and self.kind == self.Kind.FHIR:
+            return self.organisation.ods_code
+        return self.name
 
 
 class Snapshot(models.Model):

@@ -105,7 +105,7 @@ def _cancer_role(condition, title: str, icd10: list[str]) -> str | None:
             if profile.endswith(suffix):
                 return role
     if icd10:
-        roles = [_icd10_role(code) for code in icd10]
+        roles = [icd10_role(code) for code in icd10]
         return next((role for role in roles if role), None)
     if not _CANCER_WORDS.search(title) or _NOT_CANCER_WORDS.search(title):
         return None
@@ -114,7 +114,9 @@ def _cancer_role(condition, title: str, icd10: list[str]) -> str | None:
     return "primary" if re.search(r"primary", title, re.I) else "cancer"
 
 
-def _icd10_role(code: str) -> str | None:
+def icd10_role(code: str) -> str | None:
+    """ "primary" (C00-C97 but C77-C79, and D00-D09 in situ), "secondary" (C77-C79) or None for
+    an ICD-10 code that is not a cancer. Also used by internal sources (the cancer registry)."""
     code = code.strip().upper().replace(".", "")
     if len(code) < 3 or not code[1:3].isdigit():
         return None
@@ -153,10 +155,10 @@ def _condition_stage(condition, stage, date, context: Context) -> Item:
          if re.search(pattern, kind_words, re.I)),
         None,
     )  # fmt: skip
-    details = _stage_details(kind, _summary_texts(stage), {}, None, None, _tumour(condition))
+    details = stage_details(kind, _summary_texts(stage), {}, None, None, _tumour(condition))
     details["condition"] = f"Condition/{condition.id}"
     return context.item(
-        condition, "stage", date, _stage_title(details), fv.code_dicts(stage.summary), details
+        condition, "stage", date, stage_title(details), fv.code_dicts(stage.summary), details
     )
 
 
@@ -236,14 +238,14 @@ def _stage_from_group(observation, kind: str, context: Context) -> Item:
             texts[axis[0]] += fv.candidate_texts(holder.valueCodeableConcept) + [holder.valueString]
     group_texts = fv.candidate_texts(observation.valueCodeableConcept) + [observation.valueString]
     edition, system = _edition(observation.method)
-    details = _stage_details(
+    details = stage_details(
         kind, group_texts, texts, edition, system, _stage_tumour(observation, context)
     )
     return context.item(
         observation,
         "stage",
         _observation_date(observation),
-        _stage_title(details),
+        stage_title(details),
         fv.code_dicts(observation.code, observation.valueCodeableConcept),
         details,
     )
@@ -266,10 +268,10 @@ def loose_tnm_items(context: Context) -> list[Item]:
             texts[axis].append(observation.valueString)
         first = observations[0]
         edition, system = _edition(first.method)
-        details = _stage_details(kind, [], texts, edition, system, _stage_tumour(first, context))
+        details = stage_details(kind, [], texts, edition, system, _stage_tumour(first, context))
         details["also"] = [f"Observation/{o.id}" for o in observations[1:]]
         codes = [c for o in observations for c in fv.code_dicts(o.valueCodeableConcept)]
-        items.append(context.item(first, "stage", date, _stage_title(details), codes, details))
+        items.append(context.item(first, "stage", date, stage_title(details), codes, details))
     return items
 
 
@@ -303,9 +305,13 @@ def _edition(method) -> tuple[str | None, str | None]:
     return (found.group(1) if found else None), system
 
 
-def _stage_details(kind, group_texts, tnm_texts, edition, system, tumour) -> dict:
+def stage_details(kind, group_texts, tnm_texts, edition, system, tumour) -> dict:
     """Canonical values where they read as UICC 8th edition values; otherwise the source's own
-    text, named in `unrecognised` so that nothing is lost and nothing is passed off as valid."""
+    text, named in `unrecognised` so that nothing is lost and nothing is passed off as valid.
+
+    Public so that internal sources (the cancer registry) describe their stages exactly as FHIR
+    stages are described, and the merge compares the two: tnm_texts is {"t": [texts], ...};
+    tumour is {"site", "site_group", "laterality", ...}."""
     details = {"kind": kind, "group": None, "t": None, "n": None, "m": None}
     unrecognised, prefixes = [], []
     group_texts = [t for t in group_texts if t]
@@ -329,7 +335,8 @@ def _stage_details(kind, group_texts, tnm_texts, edition, system, tumour) -> dic
     return details
 
 
-def _stage_title(details: dict) -> str:
+def stage_title(details: dict) -> str:
+    """ "Clinical stage IIB (T2a N1 M0)", or "Clinical staging T2a N1" when there is no group."""
     kind = KIND_NAMES.get(details["kind"] or "", "")
     categories = " ".join(details[a] for a in ("t", "n", "m") if details[a])
     if details["group"]:

@@ -3,7 +3,11 @@ apply the identity rule per source, normalise, merge, and freeze a snapshot per 
 
 The asking runs in an event loop on a helper thread; every database write stays on the calling
 thread (a Celery task, a command, a test), which freezes each patient's snapshot as soon as that
-patient's answers are in, so progress shows case by case."""
+patient's answers are in, so progress shows case by case.
+
+Internal sources (the cancer registry: records.internal_sources) read the database, so they are
+asked on the calling thread, once for all the run's patients, while the helper thread asks the
+FHIR sources; each patient's internal answers join their FHIR answers when those arrive."""
 
 import asyncio
 import queue
@@ -21,6 +25,7 @@ from django.utils import timezone
 from .demographics import Demographics, DemographicsUnavailable, fetch_demographics_async
 from .federation import Federation, SourceAnswer, SourceConfig
 from .identity import check_identity
+from .internal_sources import InternalAnswer, ask_internal, check_internal_identity, is_internal
 from .merge import merge
 from .models import Patient, Snapshot, Source, SourceResult
 from .normalise import normalise
@@ -58,16 +63,22 @@ class Assessed:
 
 
 def sources_to_ask(names: list[str] | None = None) -> list[Source]:
-    sources = Source.objects.filter(enabled=True, kind=Source.Kind.FHIR).select_related(
-        "organisation"
-    )
+    """Every enabled source: FHIR servers, and internal sources of a kind that has an adapter in
+    settings.RECORD_SOURCE_ADAPTERS."""
+    kinds = [Source.Kind.FHIR, *getattr(settings, "RECORD_SOURCE_ADAPTERS", {})]
+    sources = Source.objects.filter(enabled=True, kind__in=kinds).select_related("organisation")
     if names:
         sources = sources.filter(name__in=names)
     return list(sources)
 
 
 def populate_patients(
-    patient_ids, *, reason: str, sources: list[Source] | None = None, on_snapshot=None
+    patient_ids,
+    *,
+    reason: str,
+    sources: list[Source] | None = None,
+    on_snapshot=None,
+    concurrency: int | None = None,
 ) -> list[Snapshot]:
     """Populates each patient; calls on_snapshot(snapshot) as each one is frozen."""
     jobs = [
@@ -76,12 +87,13 @@ def populate_patients(
     ]
     sources = sources if sources is not None else sources_to_ask()
     configs = [SourceConfig.of(s) for s in sources]
+    remote = [c for c in configs if not is_internal(c)]
     source_rows = {s.pk: s for s in sources}
     answers: queue.Queue = queue.Queue()
 
     def ask_everyone():
         try:
-            asyncio.run(_ask_all(jobs, configs, answers.put))
+            asyncio.run(_ask_all(jobs, remote, answers.put, concurrency))
         except BaseException as error:  # noqa: BLE001 - handed to the calling thread
             answers.put(error)
         finally:
@@ -89,11 +101,14 @@ def populate_patients(
 
     asker = threading.Thread(target=ask_everyone, name="record-federation", daemon=True)
     asker.start()
+    # Meanwhile, on this thread (they read the database): the internal sources, for everyone.
+    internal = ask_internal([c for c in configs if is_internal(c)], jobs)
     snapshots = []
     while (item := answers.get()) is not _DONE:
         if isinstance(item, BaseException):
             asker.join()
             raise item
+        _join_answers(item, internal, configs)
         snapshot = freeze(item, reason=reason, sources=source_rows)
         snapshots.append(snapshot)
         if on_snapshot is not None:
@@ -102,13 +117,33 @@ def populate_patients(
     return snapshots
 
 
-async def _ask_all(jobs: list[PatientJob], configs: list[SourceConfig], deliver) -> None:
+def _join_answers(
+    result: PatientAnswers, internal: dict[str, list[SourceAnswer]], configs: list[SourceConfig]
+) -> None:
+    """Adds the patient's internal answers to their FHIR answers, in the sources' order."""
+    order = {config.id: index for index, config in enumerate(configs)}
+    joined = result.answers + internal.get(result.job.nhs_number, [])
+    result.answers = sorted(joined, key=lambda answer: order.get(answer.source.id, len(order)))
+
+
+async def _ask_all(
+    jobs: list[PatientJob], configs: list[SourceConfig], deliver, concurrency: int | None = None
+) -> None:
+    """Asks the FHIR sources in `configs` (and the demographics service) about every job; runs in
+    the helper thread's event loop, so it never touches the database."""
     async with (
-        Federation(configs) as federation,
+        Federation(configs, concurrency=concurrency) as federation,
         httpx.AsyncClient(headers={"Accept": "application/fhir+json"}) as demographics_client,
     ):
+        # As many patients in flight as a source takes requests at once: patients then finish
+        # one after another (and are frozen while others are asked) instead of all at the end.
+        in_flight = asyncio.Semaphore(federation.concurrency)
 
         async def one(job: PatientJob) -> None:
+            async with in_flight:
+                await ask_one(job)
+
+        async def ask_one(job: PatientJob) -> None:
             started = time.monotonic()
             demographics_call = asyncio.ensure_future(
                 _demographics(demographics_client, job.nhs_number)
@@ -148,7 +183,15 @@ def assess(result: PatientAnswers) -> Assessed:
     restricted = bool(result.demographics and result.demographics.restricted)
     deceased = bool(result.demographics and result.demographics.deceased)
     for answer in result.answers:
-        if answer.status in (Status.OK, Status.PARTIAL):
+        if isinstance(answer, InternalAnswer):
+            if answer.status in (Status.OK, Status.PARTIAL):
+                problem = check_internal_identity(answer.identities, job.nhs_number, birth_date)
+                if problem:
+                    answer.status = Status.IDENTITY_MISMATCH
+                    answer.detail = f"Nothing from this source is shown: {problem}"
+                else:
+                    items.extend(answer.items)
+        elif answer.status in (Status.OK, Status.PARTIAL):
             identity = check_identity(
                 answer.patients,
                 answer.resources,
@@ -243,10 +286,13 @@ def summarise_now(nhs_number: str, sources: list[Source]) -> tuple[Assessed, Pat
     )
     delivered: list[PatientAnswers] = []
     configs = [SourceConfig.of(s) for s in sources]
+    remote = [c for c in configs if not is_internal(c)]
     # Its own thread, like populate_patients: the caller may already run an event loop.
-    asker = threading.Thread(target=lambda: asyncio.run(_ask_all([job], configs, delivered.append)))
+    asker = threading.Thread(target=lambda: asyncio.run(_ask_all([job], remote, delivered.append)))
     asker.start()
+    internal = ask_internal([c for c in configs if is_internal(c)], [job])
     asker.join()
     if not delivered:
         raise RuntimeError("The sources could not be asked (see the log).")
+    _join_answers(delivered[0], internal, configs)
     return assess(delivered[0]), delivered[0]

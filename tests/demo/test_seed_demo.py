@@ -5,7 +5,8 @@ from django.utils import timezone
 
 from accounts.models import Organisation, User
 from mdt.models import Case, Meeting, Team
-from records.models import Patient
+from records.models import Patient, Source
+from registry.models import Registration, Treatment
 
 pytestmark = pytest.mark.django_db
 
@@ -18,6 +19,8 @@ def test_seed_demo_builds_the_region_and_is_harmless_twice(monkeypatch):
         Patient.objects.count(),
         Meeting.objects.count(),
         Case.objects.count(),
+        Registration.objects.count(),
+        Treatment.objects.count(),
     )
     call_command("seed_demo")
     assert (
@@ -25,6 +28,8 @@ def test_seed_demo_builds_the_region_and_is_harmless_twice(monkeypatch):
         Patient.objects.count(),
         Meeting.objects.count(),
         Case.objects.count(),
+        Registration.objects.count(),
+        Treatment.objects.count(),
     ) == counts
 
     assert set(Organisation.objects.filter(kind="trust").values_list("ods_code", flat=True)) == {
@@ -57,3 +62,13 @@ def test_seed_demo_builds_the_region_and_is_harmless_twice(monkeypatch):
     assert upcoming.count() >= 12
     assert all(meeting.cases.exists() for meeting in upcoming)
     assert upcoming.filter(starts_at__lt=timezone.now() + timezone.timedelta(days=35)).count() >= 12
+
+    # The cancer registry: an organisation, a record source, and the patients' registrations.
+    registry = Source.objects.get(name="Cancer registry")
+    assert registry.kind == Source.Kind.REGISTRY and registry.enabled
+    assert (registry.organisation.ods_code, registry.organisation.kind) == ("NDRS", "registry")
+    assert registry.badge == "Cancer registry"
+    registered = Registration.objects.filter(patient__isnull=False)
+    assert 150 <= registered.count() <= len(numbers)  # all but the suspected cancers
+    assert registered.count() == Registration.objects.count()
+    assert Treatment.objects.exists()
