@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .demographics import Demographics, DemographicsUnavailable, fetch_demographics_async
-from .federation import Federation, SourceAnswer, SourceConfig
+from .federation import TLS, Federation, SourceAnswer, SourceConfig
 from .identity import check_identity
 from .internal_sources import InternalAnswer, ask_internal, check_internal_identity, is_internal
 from .merge import merge
@@ -133,7 +133,9 @@ async def _ask_all(
     the helper thread's event loop, so it never touches the database."""
     async with (
         Federation(configs, concurrency=concurrency) as federation,
-        httpx.AsyncClient(headers={"Accept": "application/fhir+json"}) as demographics_client,
+        httpx.AsyncClient(
+            verify=TLS, headers={"Accept": "application/fhir+json"}
+        ) as demographics_client,
     ):
         # As many patients in flight as a source takes requests at once: patients then finish
         # one after another (and are frozen while others are asked) instead of all at the end.
