@@ -10,8 +10,11 @@ def navigation(request) -> dict:
     items = [("mdt:dashboard", "Home"), ("mdt:meetings", "Meetings")]
     if user.has_role("coordinator", "chair", "clinician"):
         items.append(("mdt:patient_search", "Find a patient"))
+    if user.has_role("coordinator"):
+        items.append(("registry:search", "Cancer registry"))
     if user.has_role("admin"):
         items.append(("records:audit_log", "Audit log"))
+        items.append(("registry:imports", "Registry imports"))
     current = request.path
     nav = []
     for name, text in items:

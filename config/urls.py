@@ -8,6 +8,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("records/", include("records.urls")),
+    path("registry/", include("registry.urls")),
     path("", include("mdt.urls")),
 ]
 

@@ -7,7 +7,9 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.conf import settings
 
-from .models import Case, Team
+from accounts.display import format_datetime
+
+from .models import Case, Meeting, Team
 
 
 class MeetingForm(forms.Form):
@@ -75,6 +77,29 @@ class AddCaseForm(forms.Form):
         super().__init__(*args, **kwargs)
         if not self.is_bound:
             self.initial.setdefault("submission_id", uuid.uuid4())
+
+
+class RegistryCaseForm(AddCaseForm):
+    """Adding a patient found in the cancer registry: the meeting is chosen on the form, from
+    the user's teams' meetings whose lists are open."""
+
+    meeting = forms.ModelChoiceField(
+        queryset=Meeting.objects.none(),
+        to_field_name="public_id",
+        empty_label="Choose a meeting",
+        error_messages={
+            "required": "Choose the meeting to add the patient to.",
+            "invalid_choice": "Choose one of your teams' meetings whose list is open.",
+        },
+    )
+    field_order = ["meeting", "nhs_number", "question", "referrer", "triage", "late_reason"]
+
+    def __init__(self, *args, meetings, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["meeting"].queryset = meetings
+        self.fields["meeting"].label_from_instance = lambda meeting: (
+            f"{meeting.team.name}, {format_datetime(meeting.starts_at)}"
+        )
 
 
 class RemoveCaseForm(forms.Form):

@@ -22,4 +22,5 @@ urlpatterns = [
     path("cases/<uuid:public_id>/triage/", views.set_triage, name="set_triage"),
     path("cases/<uuid:public_id>/remove/", views.remove_case, name="remove_case"),
     path("patients/search/", views.patient_search, name="patient_search"),
+    path("cases/from-registry/", views.add_registry_patient, name="add_registry_patient"),
 ]

@@ -1,6 +1,8 @@
 """Pages for MDT meetings and their case lists. Each view parses the request, calls one service or
 query, and renders; htmx requests get the fragment they swap."""
 
+import re
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -11,11 +13,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.audit import audit_did, audit_saw
 from records.nhs_numbers import InvalidNHSNumber
-from records.patient_index import UnknownPatient
+from records.patient_index import UnknownPatient, find_patient
 from records.search import search_patients
+from registry.permissions import can_search_registry
 
 from . import queries, services
-from .forms import AddCaseForm, MeetingForm, PatientSearchForm, RemoveCaseForm
+from .forms import AddCaseForm, MeetingForm, PatientSearchForm, RegistryCaseForm, RemoveCaseForm
 from .models import Meeting
 from .permissions import can_add_cases, can_manage_list
 from .population import refresh_progress
@@ -305,6 +308,91 @@ def patient_search(request):
             "meetings": queries.upcoming_meetings(request.user).filter(status="planned"),
         },
     )
+
+
+_SLOT = re.compile(r"r\d{1,3}")
+
+
+@login_required
+@require_POST
+def add_registry_patient(request):
+    """The registry search's "add to a meeting" (the registry app may not import this one):
+    "step=start" shows the form for the patient found, checked with the demographics service;
+    the form then adds the case to the meeting chosen. ``slot`` names the result on the search
+    page whose fragment htmx swaps, and prefixes the form's fields so ids stay unique there."""
+    if not can_search_registry(request.user):
+        raise PermissionDenied
+    slot = request.POST.get("slot", "")
+    slot = slot if _SLOT.fullmatch(slot) else "r0"
+    meetings = queries.upcoming_meetings(request.user).filter(status=Meeting.Status.PLANNED)
+    context = {"slot": slot, "has_meetings": meetings.exists(), "added": None}
+    if request.POST.get("step") == "start":
+        nhs_number = request.POST.get("nhs_number", "")
+        form = RegistryCaseForm(prefix=slot, meetings=meetings, initial={"nhs_number": nhs_number})
+        try:
+            lookup = services.preview_patient(nhs_number)
+        except (InvalidNHSNumber, UnknownPatient) as problem:
+            context.update(patient=None, error=str(problem))
+        else:
+            context.update(patient=lookup.patient, notice=lookup.notice)
+            audit_did(
+                request,
+                "preview_patient",
+                patient_ids=[lookup.patient.pk],
+                reason="Adding the patient to an MDT list",
+            )
+        return _registry_add_response(request, form, context)
+
+    form = RegistryCaseForm(request.POST, prefix=slot, meetings=meetings)
+    added = None
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            added, _created = services.add_case_to_meeting(
+                user=request.user,
+                meeting=data["meeting"],
+                request=services.AddCaseRequest(
+                    nhs_number=data["nhs_number"],
+                    question=data["question"],
+                    referrer=data["referrer"],
+                    triage=data["triage"],
+                    late_reason=data["late_reason"],
+                    submission_id=data["submission_id"],
+                ),
+            )
+        except (InvalidNHSNumber, UnknownPatient) as error:
+            form.add_error(None, str(error))
+        except services.ListError as error:
+            # The NHS number is not typed on this form: "already listed" is about the meeting.
+            field = "meeting" if error.field in (None, "nhs_number") else error.field
+            form.add_error(field, str(error))
+    if added is not None:
+        audit_did(
+            request,
+            "add_case",
+            str(added.public_id),
+            patient_ids=[added.patient_id],
+            reason=added.late_reason,
+        )
+        if not request.htmx:
+            messages.success(request, "Case added to the list.")
+            return redirect("mdt:meeting", added.meeting.public_id)
+        return _registry_add_response(request, form, {**context, "added": added})
+    try:
+        patient = find_patient(form["nhs_number"].value() or "")
+    except (InvalidNHSNumber, UnknownPatient) as problem:
+        context.update(patient=None, error=str(problem))
+    else:
+        context.update(patient=patient)
+        audit_saw(request, [patient.pk])
+    return _registry_add_response(request, form, context)
+
+
+def _registry_add_response(request, form, context):
+    context = {**context, "form": form}
+    if request.htmx:
+        return render(request, "mdt/partials/registry_case_form.jinja", context)
+    return render(request, "mdt/add_registry_patient.jinja", context)
 
 
 @login_required

@@ -1,4 +1,5 @@
-"""The access matrix: every URL of the mdt and records apps × role × scope, one exact status each.
+"""The access matrix: every URL of the mdt, records and registry apps × role × scope, one exact
+status each.
 
 Security model (ARCHITECTURE.md, ADR-003): every view is behind login; patient data is reached by
 team membership through the one scoped queryset (``visible_to``). An object outside the user's
@@ -15,22 +16,26 @@ a member of the own team only. Requesting the own, same-trust or other-trust mee
 therefore exactly the user being on the meeting's team, on another team of the same trust, or on
 a team of another trust. The own team's patients are registered with the GP's practice, so for a
 GP "own team" is the strongest claim (the patients are theirs) and it still grants nothing yet.
+Every patient also has a tumour registration in the cancer registry, with the same postcode as the
+index, and the registry holds an import whose set-aside rows name two of the patients.
 
 Every cell also checks:
 - no denied response (403, 404, 405, the anonymous 302) carries any patient's NHS number (plain
   or spaced), family name or given name, in its body or headers;
 - a 200 shows exactly the patients it should (the user's own lists, or the one patient looked up
   in the regional index by NHS number), and the audit log records exactly those patients;
-- no response shows any patient's address or postcode (one patient is restricted);
+- no response shows any patient's address or postcode (one patient is restricted), except that
+  the registry search shows the registry's postcode of the unrestricted patients it finds;
 - data changes if and only if the cell is a signed-in 302, the change is the intended one, and
   the redirect goes to the meeting.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from django.contrib import admin
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import override_settings
 from django.urls import URLResolver, get_resolver, reverse
@@ -40,6 +45,8 @@ from accounts.display import format_nhs_number
 from accounts.models import AuditEvent, Organisation, Role, User
 from mdt.models import Case, CoreRole, Meeting, Team, TeamMember
 from records.models import Patient
+from registry import cosd
+from registry.models import ImportRun, QuarantinedRow, Registration
 from tests.factories import (
     CaseFactory,
     MeetingFactory,
@@ -57,6 +64,7 @@ SAME_TRUST = "other-team-same-trust"
 OTHER_TRUST = "other-trust"
 SCOPES = (OWN, SAME_TRUST, OTHER_TRUST)
 NO_OBJECT = "no-object"  # the URL names no team, meeting, case or patient
+REGION = "region"  # the URL names an object of no team (a registry import)
 
 ANONYMOUS = "anonymous"
 SUPERUSER = "superuser"  # an administrator with is_superuser and is_staff
@@ -165,6 +173,29 @@ MATRIX = [
     ("POST mdt:patient_search",    SAME_TRUST,    200,  200, 200,  403, 403,  302),
     ("POST mdt:patient_search",    OTHER_TRUST,   200,  200, 200,  403, 403,  302),
 
+    # The cancer registry's search (issue 4): region-wide by design like the patient search, but
+    # for coordinators only, POSTed with a purpose and audited. The scope is whose list the
+    # searched patient is on; the OWN target is restricted, so its postcode must not show.
+    ("GET  registry:search",       NO_OBJECT,     200,  403, 403,  403, 403,  302),
+    ("POST registry:search",       OWN,           200,  403, 403,  403, 403,  302),
+    ("POST registry:search",       SAME_TRUST,    200,  403, 403,  403, 403,  302),
+    ("POST registry:search",       OTHER_TRUST,   200,  403, 403,  403, 403,  302),
+    # "Add to a meeting" from a registry result (in mdt: registry may not import mdt). The meeting
+    # is a form choice limited to the user's teams' open meetings, so another team's is a form
+    # error (200, the patient being added shown, nothing added), as for scheduling.
+    ("GET  mdt:add_registry_patient", NO_OBJECT,  405,  405, 405,  405, 405,  302),
+    ("POST mdt:add_registry_patient", OWN,        302,  403, 403,  403, 403,  302),
+    ("POST mdt:add_registry_patient", SAME_TRUST, 200,  403, 403,  403, 403,  302),
+    ("POST mdt:add_registry_patient", OTHER_TRUST, 200, 403, 403,  403, 403,  302),
+
+    # Registry imports: administrators upload files and follow the import; the report shows
+    # counts, line numbers and reasons, never the set-aside rows' values (which name patients).
+    # An import belongs to no team (REGION): every administrator sees every import.
+    ("GET  registry:imports",      NO_OBJECT,     403,  403, 403,  403, 200,  302),
+    ("POST registry:imports",      NO_OBJECT,     403,  403, 403,  403, 302,  302),
+    ("GET  registry:import",       REGION,        403,  403, 403,  403, 200,  302),
+    ("POST registry:import",       REGION,        405,  405, 405,  405, 405,  302),
+
     ("GET  records:audit_log",     NO_OBJECT,     403,  403, 403,  403, 200,  302),
     ("POST records:audit_log",     OWN,           403,  403, 403,  403, 200,  302),
     ("POST records:audit_log",     SAME_TRUST,    403,  403, 403,  403, 200,  302),
@@ -172,8 +203,8 @@ MATRIX = [
 ]
 # fmt: on
 
-# What each URL's path names: nothing, a meeting or a case (by public_id).
-MEETING, CASE = "meeting", "case"
+# What each URL's path names: nothing, a meeting or a case (by public_id), or a registry import.
+MEETING, CASE, IMPORT = "meeting", "case", "import"
 PATH_OBJECT = {
     "mdt:dashboard": None,
     "mdt:meetings": None,
@@ -189,7 +220,11 @@ PATH_OBJECT = {
     "mdt:refresh_meeting": MEETING,
     "mdt:refresh_progress": MEETING,
     "mdt:patient_search": None,
+    "mdt:add_registry_patient": None,
     "records:audit_log": None,
+    "registry:search": None,
+    "registry:imports": None,
+    "registry:import": IMPORT,
 }
 
 PATIENT_NAMES = {
@@ -210,6 +245,7 @@ class World:
     meetings: dict[str, Meeting]
     cases: dict[str, list[Case]]  # per scope: [target case (position 1), second (position 2)]
     spare: Patient  # in the regional index, on no list
+    import_run: ImportRun  # a registry import whose set-aside rows name patients
     pristine: tuple = ()  # _state() as built: every cell must start from it
 
     @property
@@ -260,17 +296,55 @@ def _build_world() -> World:
             for position, (family, given) in enumerate(PATIENT_NAMES[scope], start=1)
         ]
     spare = _patient(*SPARE_NAME, other_practice, number=99)
-    return World(trust_a, gp_practice, teams, meetings, cases, spare)
+    patients = [case.patient for scope_cases in cases.values() for case in scope_cases] + [spare]
+    for patient in patients:
+        _register(patient)
+    import_run = ImportRun.objects.create(
+        kind=ImportRun.Kind.TUMOURS, file_name="matrix.csv", status=ImportRun.Status.DONE
+    )
+    for line, patient in enumerate([cases[OWN][0].patient, cases[OTHER_TRUST][0].patient], 2):
+        QuarantinedRow.objects.create(
+            run=import_run,
+            line=line,
+            reasons=["CR0370 PRIMARY DIAGNOSIS (ICD): “E11” is not a cancer code."],
+            values={
+                "nhs_number": patient.nhs_number,
+                "family_name": patient.family_name,
+                "given_name": patient.given_name,
+                "postcode": patient.postcode,
+            },
+        )
+    return World(trust_a, gp_practice, teams, meetings, cases, spare, import_run)
+
+
+def _register(patient: Patient) -> Registration:
+    """The patient's tumour in the registry, with the index's postcode (restricted or not)."""
+    return Registration.objects.create(
+        patient=patient,
+        submitting_org="RMX",
+        local_tumour_id=f"MATRIX-{patient.pk}",
+        submission_date=date(2024, 3, 1),
+        nhs_number=patient.nhs_number,
+        family_name=patient.family_name,
+        given_name=patient.given_name,
+        birth_date=patient.birth_date,
+        postcode=patient.postcode,
+        diagnosis_date=date(2023, 5, 1),
+        icd10="C34.1",
+    )
 
 
 @pytest.fixture(scope="module")
-def world(django_db_setup, django_db_blocker):
+def world(django_db_setup, django_db_blocker, tmp_path_factory):
     """Built once for the module, in a transaction rolled back after its last test. Each test runs
     in a savepoint inside it (pytest-django's ``db``), so whatever a cell changes is undone."""
     with (
         django_db_blocker.unblock(),
         # conftest's fast hasher is function-scoped; the world's users are made before it applies.
-        override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]),
+        override_settings(
+            PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+            MEDIA_ROOT=tmp_path_factory.mktemp("matrix-media"),  # uploaded registry files
+        ),
         transaction.atomic(),
     ):
         built = _build_world()
@@ -305,6 +379,8 @@ def _url(world: World, url_name: str, scope: str) -> str:
         return reverse(url_name, args=[world.meetings[scope].public_id])
     if kind == CASE:
         return reverse(url_name, args=[world.cases[scope][0].public_id])
+    if kind == IMPORT:
+        return reverse(url_name, args=[world.import_run.pk])
     return reverse(url_name)
 
 
@@ -338,6 +414,22 @@ def _post_data(world: World, url_name: str, scope: str) -> dict:
         return {"purpose": "history", "nhs_number": world.cases[scope][0].patient.nhs_number}
     if url_name == "records:audit_log":
         return {"nhs_number": world.cases[scope][0].patient.nhs_number, "user": ""}
+    if url_name == "registry:search":
+        return {"purpose": "listing", "nhs_number": world.cases[scope][0].patient.nhs_number}
+    if url_name == "mdt:add_registry_patient":
+        fields = {
+            "meeting": world.meetings[scope].public_id,
+            "nhs_number": world.spare.nhs_number,
+            "question": "Registry stage differs: confirm and plan",
+            "referrer": "Dr A Referrer",
+            "triage": Case.Triage.FULL_DISCUSSION,
+            "late_reason": "",
+            "submission_id": "",
+        }
+        return {"slot": "r1", **{f"r1-{name}": value for name, value in fields.items()}}
+    if url_name == "registry:imports":
+        header = ",".join(item.number for item in cosd.TUMOUR_ITEMS)
+        return {"tumours": SimpleUploadedFile("tumours.csv", f"{header}\n".encode())}
     return {}
 
 
@@ -353,8 +445,14 @@ def _shown_patients(world: World, method: str, url_name: str, scope: str, role: 
         return [world.cases[scope][0].patient]
     if request == ("POST", "mdt:preview_patient"):
         return [world.spare]
-    if request in {("POST", "mdt:patient_search"), ("POST", "records:audit_log")}:
+    if request in {
+        ("POST", "mdt:patient_search"),
+        ("POST", "records:audit_log"),
+        ("POST", "registry:search"),
+    }:
         return [world.cases[scope][0].patient]
+    if request == ("POST", "mdt:add_registry_patient"):
+        return [world.spare]  # the patient being added, above the form's error
     return []
 
 
@@ -368,6 +466,8 @@ AUDITED_ON_CHANGE = {
     "mdt:remove_case": lambda world, scope: [world.cases[scope][0].patient],
     "mdt:refresh_case": lambda world, scope: [world.cases[scope][0].patient],
     "mdt:refresh_meeting": lambda world, scope: [case.patient for case in world.cases[scope]],
+    "mdt:add_registry_patient": lambda world, scope: [world.spare],
+    "registry:imports": lambda world, scope: [],
 }
 
 
@@ -386,7 +486,15 @@ def _haystack(response) -> str:
     return f"{response.content.decode(errors='replace')}\n{headers}".lower()
 
 
-def _assert_shows_only(response, patients: list[Patient], shown: list[Patient], where: str):
+def _assert_shows_only(
+    response,
+    patients: list[Patient],
+    shown: list[Patient],
+    where: str,
+    *,
+    shows_postcodes: bool = False,
+):
+    """``shows_postcodes``: the page may show the postcodes of the unrestricted patients shown."""
     haystack = _haystack(response)
     for patient in patients:
         if patient in shown:
@@ -394,14 +502,17 @@ def _assert_shows_only(response, patients: list[Patient], shown: list[Patient], 
         else:
             leaked = [text for text in _identifiers(patient) if text in haystack]
             assert not leaked, f"{where}: response shows {patient} ({leaked})"
-        for text in (patient.address, patient.postcode):
-            assert text.lower() not in haystack, f"{where}: shows {patient}'s address"
+        assert patient.address.lower() not in haystack, f"{where}: shows {patient}'s address"
+        if not (shows_postcodes and patient in shown and not patient.restricted):
+            assert patient.postcode.lower() not in haystack, f"{where}: shows {patient}'s postcode"
     assert ADDRESS_MARK.lower() not in haystack, f"{where}: shows an address"
 
 
 def _state() -> tuple:
     """Everything the matrix's requests could change (the audit log is written on purpose)."""
     return (
+        sorted(ImportRun.objects.values_list("pk", "kind", "status", "requested_by_id")),
+        Registration.objects.count(),
         sorted(
             Meeting.objects.values_list(
                 "pk", "team_id", "starts_at", "status", "list_closed_by_id", "refresh_requested_at"
@@ -424,6 +535,12 @@ def _state() -> tuple:
 
 def _check_intended_change(world: World, url_name: str, scope: str, user: User) -> str:
     """Asserts the successful request's change; returns the page it should redirect to."""
+    if url_name == "registry:imports":
+        created = ImportRun.objects.exclude(pk=world.import_run.pk)
+        assert [(run.kind, run.status, run.requested_by) for run in created] == [
+            (ImportRun.Kind.TUMOURS, ImportRun.Status.QUEUED, user)
+        ]
+        return reverse("registry:import", args=[created.get().pk])
     # Fresh copies: the world's objects are shared by every cell of the module.
     meeting = Meeting.objects.get(pk=world.meetings[scope].pk)
     target = Case.objects.get(pk=world.cases[scope][0].pk)
@@ -431,7 +548,7 @@ def _check_intended_change(world: World, url_name: str, scope: str, user: User) 
         created = Meeting.objects.exclude(pk__in=[m.pk for m in world.meetings.values()])
         assert [m.team_id for m in created] == [world.teams[scope].pk]
         return reverse("mdt:meeting", args=[created.get().public_id])
-    if url_name == "mdt:add_case":
+    if url_name in {"mdt:add_case", "mdt:add_registry_patient"}:
         added = Case.objects.get(meeting=meeting, patient=world.spare)
         assert (added.status, added.added_by) == (Case.Status.LISTED, user)
     elif url_name == "mdt:close_list":
@@ -483,7 +600,8 @@ def test_access_matrix(db, client, world, method, url_name, scope, role, expecte
     assert response.status_code == expected, f"{cell}: {response.status_code}, not {expected}"
 
     shown = _shown_patients(world, method, url_name, scope, role) if expected == 200 else []
-    _assert_shows_only(response, world.patients, shown, cell)
+    shows_postcodes = (method, url_name) == ("POST", "registry:search")
+    _assert_shows_only(response, world.patients, shown, cell, shows_postcodes=shows_postcodes)
 
     audited = set()
     for patient_ids in AuditEvent.objects.filter(id__gt=last_event).values_list(
@@ -571,6 +689,8 @@ def test_matrix_is_well_formed():
             scopes = {scope for m, name, scope in seen if (m, name) == (method, url_name)}
             if kind is None:
                 assert scopes in ({NO_OBJECT}, set(SCOPES)), f"{method} {url_name}: {scopes}"
+            elif kind == IMPORT:
+                assert scopes == {REGION}, f"{method} {url_name}: an import has no team"
             else:
                 assert scopes == set(SCOPES), f"{method} {url_name} needs every scope: {scopes}"
 
@@ -584,12 +704,11 @@ def _named_urls(resolver: URLResolver, prefix: str = ""):
             yield f"{prefix}{pattern.name}"
 
 
-def test_every_mdt_and_records_url_is_in_the_matrix():
-    names = {
-        name for name in _named_urls(get_resolver()) if name.split(":")[0] in {"mdt", "records"}
-    }
+def test_every_mdt_records_and_registry_url_is_in_the_matrix():
+    apps = {"mdt", "records", "registry"}
+    names = {name for name in _named_urls(get_resolver()) if name.split(":")[0] in apps}
     in_matrix = {request.split()[1] for request, *_ in MATRIX}
-    assert {"mdt:dashboard", "records:audit_log"} <= names  # the walk reached both apps
+    assert {"mdt:dashboard", "records:audit_log", "registry:search"} <= names  # reached all three
     assert names - in_matrix == set(), "add these URLs to MATRIX (and PATH_OBJECT)"
     assert in_matrix - names == set(), "MATRIX names URLs that no longer exist"
     assert set(PATH_OBJECT) == names, "PATH_OBJECT must list exactly the apps' URLs"

@@ -1,0 +1,264 @@
+"""Finding tumour registrations: by NHS number, by a partial or misspelt last name (pg_trgm, on the
+trigram index of UPPER(family_name)), birth date, tumour site and diagnosis dates, a page at a
+time. The registry search page and the registry benchmark both call ``search_registrations``.
+
+A restricted patient's postcode is never in a result: each result says whether its patient is
+restricted in the region's patient index, and ``Result.postcode`` is blank if so."""
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from math import ceil
+
+from django.contrib.postgres.search import TrigramSimilarity
+from django.db.models import Count, Q, Window
+from django.db.models.functions import Upper
+
+from records.models import Patient
+from records.nhs_numbers import parse_nhs_number
+from records.tumour_sites import site_from_icd10, site_from_words
+
+from . import cosd
+from .models import Registration
+from .validation import normalise_icd10
+
+MAX_PER_PAGE = 100
+MIN_NAME_LETTERS = 2
+
+# ICD-10 three-character categories the registry holds (cancers and in-situ tumours), grouped by
+# the site group records.tumour_sites gives each, so "lung" is C33-C34 and D02 there and here.
+_CATEGORIES = [f"C{n:02d}" for n in range(98)] + [f"D{n:02d}" for n in range(10)]
+SITE_GROUPS: dict[str, list[str]] = {}
+for _category in _CATEGORIES:
+    _group = site_from_icd10(_category)
+    if _group:
+        SITE_GROUPS.setdefault(_group, []).append(_category)
+
+# Names coordinators use for their MDTs' sites, as the site groups above.
+SITE_ALIASES: dict[str, tuple[str, ...]] = {
+    "bowel": ("colorectal",),
+    "haematology": ("haematological",),
+    "upper gi": ("oesophagus", "stomach"),
+    "urology": ("prostate", "kidney", "bladder", "testis", "penis"),
+}
+
+_CODE = re.compile(r"[CD]\d\d(\.?[0-9])?")
+
+
+class UnknownSite(ValueError):
+    """The message is written for the person who typed the site."""
+
+
+@dataclass(frozen=True)
+class SiteFilter:
+    """A tumour site as ICD-10 category ranges, each [first, after) (and a code within one)."""
+
+    label: str
+    ranges: tuple[tuple[str, str], ...]
+    code: str = ""  # a four-character code such as C34.1, within the one range
+
+    def q(self) -> Q:
+        # Ranges rather than LIKE: they use the (icd10, diagnosis_date) index whatever the
+        # database's collation. Codes are stored dotted (registry.validation.normalise_icd10).
+        match = Q()
+        for first, after in self.ranges:
+            match |= Q(icd10__gte=first, icd10__lt=after)
+        if self.code:
+            match &= Q(icd10__startswith=self.code)
+        return match
+
+
+def _next_category(category: str) -> str:
+    return f"{category[0]}{int(category[1:]) + 1:02d}"
+
+
+def _ranges(categories: list[str]) -> tuple[tuple[str, str], ...]:
+    """Consecutive categories as one range: C33, C34 -> [C33, C35)."""
+    ranges: list[list[str]] = []
+    for category in categories:
+        if ranges and ranges[-1][1] == category:
+            ranges[-1][1] = _next_category(category)
+        else:
+            ranges.append([category, _next_category(category)])
+    return tuple((first, after) for first, after in ranges)
+
+
+def parse_site(typed: str) -> SiteFilter:
+    """An ICD-10 code or category (C34, C34.1, c341) or a site such as lung or bowel.
+    Raises UnknownSite."""
+    text = " ".join((typed or "").split())
+    compact = text.upper().replace(" ", "")
+    if _CODE.fullmatch(compact):
+        code = normalise_icd10(compact)
+        if code is None:
+            raise UnknownSite(f"{text} is not an ICD-10 code for a cancer or an in-situ tumour.")
+        category = code[:3]
+        return SiteFilter(
+            label=code,
+            ranges=((category, _next_category(category)),),
+            code=code if len(code) > 3 else "",
+        )
+    word = text.lower()
+    if word in SITE_ALIASES:
+        groups = SITE_ALIASES[word]
+    elif word in SITE_GROUPS:
+        groups = (word,)
+    else:
+        groups = tuple(group for group in [site_from_words([text])] if group in SITE_GROUPS)
+    if not groups:
+        raise UnknownSite(
+            "Enter an ICD-10 code such as C34 or C50.9, or a tumour site such as lung, breast, "
+            "colorectal or prostate."
+        )
+    categories = sorted(category for group in groups for category in SITE_GROUPS[group])
+    return SiteFilter(label=word if word in SITE_ALIASES else groups[0], ranges=_ranges(categories))
+
+
+def normalise_name(typed: str) -> str:
+    """The name as the index holds it: upper case, single spaces."""
+    return " ".join((typed or "").split()).upper()
+
+
+@dataclass(frozen=True)
+class Result:
+    """One registration found, and what the region's patient index says of its patient."""
+
+    registration: Registration
+    patient_ids: tuple[int, ...]  # its index entries (linked, or by NHS number); none if unknown
+    restricted: bool
+
+    @property
+    def postcode(self) -> str:
+        """The registry's postcode, blank for a restricted patient (shown nowhere, ever)."""
+        return "" if self.restricted else self.registration.postcode
+
+    @property
+    def site(self) -> str:
+        return site_from_icd10(self.registration.icd10) or ""
+
+    @property
+    def sex(self) -> str:
+        value = self.registration.sex
+        return cosd.SEX.get(value, value).capitalize()
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of results, with the number of registrations that match in all."""
+
+    results: list[Result]
+    total: int
+    number: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, ceil(self.total / self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+    @property
+    def first_index(self) -> int:
+        return (self.number - 1) * self.per_page + 1 if self.results else 0
+
+    @property
+    def last_index(self) -> int:
+        return (self.number - 1) * self.per_page + len(self.results)
+
+    @property
+    def patient_ids(self) -> list[int]:
+        """The index entries of the patients on this page (for the audit log)."""
+        return sorted({pk for result in self.results for pk in result.patient_ids})
+
+    @property
+    def unindexed_registration_ids(self) -> list[int]:
+        """Registrations on this page whose patient the index does not know."""
+        return [result.registration.pk for result in self.results if not result.patient_ids]
+
+
+def search_registrations(
+    *,
+    nhs_number: str = "",
+    name: str = "",
+    birth_date: date | None = None,
+    site: str = "",
+    diagnosed_from: date | None = None,
+    diagnosed_to: date | None = None,
+    page: int = 1,
+    per_page: int = 25,
+) -> Page:
+    """Registrations matching every criterion given, best name match first, then by name.
+    Raises InvalidNHSNumber, UnknownSite, or ValueError when no criterion is given."""
+    per_page = min(max(1, per_page), MAX_PER_PAGE)
+    page = max(1, page)
+    registrations = Registration.objects.all()
+    order = ["family_name", "given_name", "birth_date", "-diagnosis_date", "id"]
+    criteria = False
+    if nhs_number:
+        registrations = registrations.filter(nhs_number=parse_nhs_number(nhs_number))
+        criteria = True
+    typed_name = normalise_name(name)
+    if typed_name:
+        # `%` on UPPER(family_name) is what the GIN trigram index answers; similarity() then
+        # orders the (few) rows it found. pg_trgm's default threshold, 0.3, finds SMITH for
+        # SMYTH and SMI.
+        registrations = registrations.annotate(
+            family_upper=Upper("family_name"),
+            similarity=TrigramSimilarity(Upper("family_name"), typed_name),
+        ).filter(family_upper__trigram_similar=typed_name)
+        order.insert(0, "-similarity")
+        criteria = True
+    if birth_date:
+        registrations = registrations.filter(birth_date=birth_date)
+        criteria = True
+    if site:
+        registrations = registrations.filter(parse_site(site).q())
+        criteria = True
+    if diagnosed_from:
+        registrations = registrations.filter(diagnosis_date__gte=diagnosed_from)
+        criteria = True
+    if diagnosed_to:
+        registrations = registrations.filter(diagnosis_date__lte=diagnosed_to)
+        criteria = True
+    if not criteria:
+        raise ValueError("Enter at least one thing to search for.")
+
+    # The total comes with the page's rows (COUNT(*) OVER ()), so the matches are found once.
+    registrations = registrations.annotate(matches=Window(Count("pk"))).order_by(*order)
+    start = (page - 1) * per_page
+    rows = list(registrations[start : start + per_page])
+    if rows:
+        total = rows[0].matches
+    else:
+        total = registrations.count() if page > 1 else 0
+        if total:  # a page past the end (the results changed): show the last one
+            page = ceil(total / per_page)
+            start = (page - 1) * per_page
+            rows = list(registrations[start : start + per_page])
+    return Page(_results(rows), total, page, per_page)
+
+
+def _results(rows: list[Registration]) -> list[Result]:
+    """Each registration with its patient's index entry: linked, or found by NHS number."""
+    linked = {row.patient_id for row in rows if row.patient_id}
+    numbers = {row.nhs_number for row in rows}
+    index = list(
+        Patient.objects.filter(Q(pk__in=linked) | Q(nhs_number__in=numbers)).values_list(
+            "pk", "nhs_number", "restricted"
+        )
+    )
+    restricted_ids = {pk for pk, _, restricted in index if restricted}
+    by_number = {number: pk for pk, number, _ in index}
+    results = []
+    for row in rows:
+        ids = tuple(sorted({row.patient_id, by_number.get(row.nhs_number)} - {None}))
+        # Restricted if either entry says so: a registration linked to one entry and numbered as
+        # another must not show what either hides.
+        results.append(Result(row, ids, restricted=bool(set(ids) & restricted_ids)))
+    return results
