@@ -194,6 +194,18 @@ def test_a_page_names_its_patients_index_entries_for_the_audit_log():
     assert page.unindexed_registration_ids == [unknown.pk]
 
 
+def test_an_nhs_number_lookup_is_one_query():
+    patient = PatientFactory()
+    make_registration(patient)
+    make_registration(patient, icd10="C50.9")
+
+    with CaptureQueriesContext(connection) as captured:
+        page = search_registrations(nhs_number=patient.nhs_number)
+
+    assert len(captured) == 1
+    assert page.patient_ids == [patient.pk]
+
+
 def test_a_search_is_two_queries_whatever_the_page_size():
     for _ in range(40):
         make_registration(PatientFactory(), family_name="Counted")
@@ -203,7 +215,7 @@ def test_a_search_is_two_queries_whatever_the_page_size():
     with CaptureQueriesContext(connection) as large:
         search_registrations(name="Counted", per_page=40)
 
-    assert len(small) == len(large) == 2
+    assert len(small) == len(large) == 2  # the ranked ids, then their rows
 
 
 def test_the_name_search_is_answered_by_the_trigram_index_on_upper_family_name():
