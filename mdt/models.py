@@ -38,6 +38,10 @@ class CoreRole(models.TextChoices):
 CASE_VIEWER_ROLES = (Role.COORDINATOR, Role.CLINICIAN, Role.CHAIR)
 
 
+def default_review_roles() -> list[str]:
+    return [CoreRole.RADIOLOGIST, CoreRole.PATHOLOGIST]
+
+
 class TeamQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Teams whose lists the user may see: a member of the team who has a clinical or
@@ -55,6 +59,13 @@ class Team(models.Model):
         models.CharField(max_length=20, choices=CoreRole.choices),
         default=list,
         help_text="The roles that must be present for the meeting to be quorate.",
+    )
+    review_roles = ArrayField(
+        models.CharField(max_length=20, choices=CoreRole.choices),
+        default=default_review_roles,
+        blank=True,
+        help_text="The specialties that review every fully discussed case before the meeting "
+        "(a case is ready when they have). Their presence is needed for that case's outcome.",
     )
 
     objects = TeamQuerySet.as_manager()
@@ -113,6 +124,27 @@ class Meeting(models.Model):
     refresh_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="When someone last asked to refresh every case's record."
     )
+    started_at = models.DateTimeField(null=True, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    concluded_at = models.DateTimeField(null=True, blank=True)
+    concluded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    current_case = models.ForeignKey(
+        "Case",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The case on the shared screen while the meeting is in progress.",
+    )
+    live_version = models.PositiveIntegerField(
+        default=0,
+        help_text="Bumped by every change followers must see (current case, outcome saved, "
+        "attendance), so their poll is one indexed read that usually answers 'no change'.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = MeetingQuerySet.as_manager()
@@ -133,6 +165,10 @@ class Meeting(models.Model):
     def list_is_open(self) -> bool:
         return self.status == self.Status.PLANNED
 
+    @property
+    def is_live(self) -> bool:
+        return self.status == self.Status.IN_PROGRESS
+
 
 class CaseQuerySet(models.QuerySet):
     def visible_to(self, user):
@@ -142,6 +178,10 @@ class CaseQuerySet(models.QuerySet):
     def listed(self):
         return self.filter(status=Case.Status.LISTED)
 
+    def on_list(self):
+        """Every case the meeting took, whatever became of it, except those withdrawn."""
+        return self.exclude(status=Case.Status.REMOVED)
+
 
 class Case(models.Model):
     class Triage(models.TextChoices):
@@ -150,8 +190,14 @@ class Case(models.Model):
         FOR_INFORMATION = "info", "For information"
 
     class Status(models.TextChoices):
+        """The case states of docs/case-states.md. Only LISTED is not final."""
+
         LISTED = "listed", "Listed"
-        REMOVED = "removed", "Removed"
+        DISCUSSED = "discussed", "Discussed"
+        RATIFIED = "ratified", "Ratified (standard of care)"
+        FOR_INFORMATION = "info", "For information"
+        DEFERRED = "deferred", "Deferred"
+        REMOVED = "removed", "Withdrawn"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     meeting = models.ForeignKey(Meeting, on_delete=models.PROTECT, related_name="cases")
@@ -188,6 +234,24 @@ class Case(models.Model):
         help_text="The federated record this case shows (the latest population run for it).",
     )
     population_requested_at = models.DateTimeField(null=True, blank=True)
+    deferred_reason = models.TextField(blank=True)
+    deferred_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    deferred_at = models.DateTimeField(null=True, blank=True)
+    carried_over_to = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="carried_over_from",
+        help_text="The case at the team's next meeting that took this deferred case "
+        "(created by the carry-over, or the patient's existing listing there).",
+    )
+    noted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    noted_at = models.DateTimeField(null=True, blank=True)
 
     objects = CaseQuerySet.as_manager()
 
@@ -196,8 +260,8 @@ class Case(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["meeting", "patient"],
-                condition=Q(status="listed"),
-                name="patient_listed_once_per_meeting",
+                condition=~Q(status="removed"),
+                name="patient_once_per_meeting",
             )
         ]
 
@@ -207,3 +271,262 @@ class Case(models.Model):
     @property
     def added_late(self) -> bool:
         return bool(self.late_reason)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != self.Status.LISTED
+
+
+class Review(models.Model):
+    """A specialty's review of a case before the meeting (e.g. radiology reviewing the imaging).
+    The case is ready when every role in its team's ``review_roles`` has a review marked done."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="reviews")
+    role = models.CharField(max_length=20, choices=CoreRole.choices)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["role"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "role"], name="one_review_per_case_role")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} review of case #{self.case_id}"
+
+    @property
+    def is_done(self) -> bool:
+        return self.done_at is not None
+
+
+class Attendance(models.Model):
+    """Who was at the meeting, in which core role, and how. ``left_at`` is set when someone leaves
+    part-way; quoracy at any moment counts those present or remote and not yet left."""
+
+    class Status(models.TextChoices):
+        PRESENT = "present", "Present"
+        REMOTE = "remote", "Joined remotely"
+        APOLOGIES = "apologies", "Apologies"
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="attendance")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    core_role = models.CharField(max_length=20, choices=CoreRole.choices)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    joined_at = models.DateTimeField(null=True, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["core_role", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["meeting", "user"], name="one_attendance_per_person")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.meeting}: {self.get_status_display()}"
+
+    @property
+    def is_in_room(self) -> bool:
+        return self.status != self.Status.APOLOGIES and self.left_at is None
+
+
+class DiscussionPeriod(models.Model):
+    """A stretch of time a case was the current case in the live meeting. A case the chair comes
+    back to has several; its discussion time is their sum."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="discussion_periods")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+        indexes = [models.Index(fields=["case", "started_at"])]
+
+    def __str__(self) -> str:
+        return f"Case #{self.case_id} from {self.started_at:%H:%M:%S}"
+
+
+class OutcomeCategory(models.TextChoices):
+    """The MDT's recommendation (DOMAIN.md, "Outcome")."""
+
+    TREATMENT = "treatment", "Treatment plan agreed"
+    INVESTIGATION = "investigation", "Further investigation"
+    ACTIVE_MONITORING = "monitoring", "Active monitoring"
+    SUPPORTIVE_CARE = "supportive", "Best supportive care"
+    REFER_OTHER_MDT = "refer_mdt", "Refer to another MDT"
+    CLINICAL_TRIAL = "trial", "Clinical trial"
+    DISCHARGE = "discharge", "Discharge (no cancer)"
+
+
+class CarePlanIntent(models.TextChoices):
+    """COSD CR0460."""
+
+    CURATIVE = "C", "Curative"
+    NON_CURATIVE = "Z", "Non-curative"
+    NO_ACTIVE_TREATMENT = "X", "No active treatment"
+    NOT_KNOWN = "9", "Not known"
+
+
+class PlannedTreatment(models.TextChoices):
+    """COSD CR0470 (several may apply)."""
+
+    SURGERY = "01", "Surgery"
+    EXTERNAL_BEAM_RT = "02", "External beam radiotherapy"
+    CHEMOTHERAPY = "03", "Chemotherapy"
+    HORMONE = "04", "Hormone therapy"
+    PALLIATIVE = "05", "Specialist palliative care"
+    BRACHYTHERAPY = "06", "Brachytherapy"
+    BIOLOGICAL = "07", "Biological therapy"
+    OTHER_ACTIVE = "10", "Other active treatment"
+    NO_ACTIVE = "11", "No active treatment"
+    BISPHOSPHONATES = "12", "Bisphosphonates"
+    DRUG_OTHER = "13", "Anti-cancer drug, other"
+    RADIOTHERAPY_OTHER = "14", "Radiotherapy, other"
+    NOT_KNOWN = "99", "Not known"
+
+
+class NoTreatmentReason(models.TextChoices):
+    """COSD CR0490."""
+
+    DECLINED = "01", "Patient declined treatment"
+    UNFIT_PS = "02", "Unfit: poor performance status"
+    UNFIT_COMORBIDITY = "03", "Unfit: significant comorbidity"
+    UNFIT_ADVANCED = "04", "Unfit: advanced stage cancer"
+    UNKNOWN_PRIMARY = "05", "Unknown primary site"
+    DIED = "06", "Died before treatment"
+    NONE_AVAILABLE = "07", "No active treatment available"
+    OTHER = "08", "Other"
+    MONITORING = "10", "Monitoring only"
+    NOT_KNOWN = "99", "Not known"
+
+
+class PerformanceStatus(models.TextChoices):
+    """COSD CR0510 (WHO/ECOG, adult)."""
+
+    PS0 = "0", "0: fully active"
+    PS1 = "1", "1: restricted in strenuous activity"
+    PS2 = "2", "2: ambulatory, capable of self-care, unable to work"
+    PS3 = "3", "3: limited self-care, in bed or chair over half the day"
+    PS4 = "4", "4: completely disabled"
+    NOT_RECORDED = "9", "9: not recorded"
+
+
+class Outcome(models.Model):
+    """One version of a case's MDT outcome. ``amendment_no`` 0 is the outcome agreed at the
+    meeting; each amendment after signing is a new row with the next number and a reason, and each
+    signed row gets its own letter. A row is a draft until signed, and PostgreSQL refuses any change
+    to a signed row (migration 0004). ``revision`` is the optimistic lock for drafts: every save
+    bumps it, and a save that names an older revision is refused as a conflict."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="outcomes")
+    amendment_no = models.PositiveIntegerField(default=0)
+    amendment_reason = models.TextField(blank=True)
+    revision = models.PositiveIntegerField(default=1)
+
+    discussion_date = models.DateField("MDT discussion date")  # CR0430
+    category = models.CharField(max_length=20, choices=OutcomeCategory.choices, blank=True)
+    agreed_diagnosis = models.CharField(max_length=300, blank=True)
+    agreed_icd10 = models.CharField("ICD-10 code", max_length=8, blank=True)
+    stage_t = models.CharField("T", max_length=8, blank=True)
+    stage_n = models.CharField("N", max_length=8, blank=True)
+    stage_m = models.CharField("M", max_length=8, blank=True)
+    stage_group = models.CharField("Stage group", max_length=8, blank=True)
+    performance_status = models.CharField(
+        max_length=1, choices=PerformanceStatus.choices, blank=True
+    )  # CR0510
+    care_plan_intent = models.CharField(
+        max_length=1, choices=CarePlanIntent.choices, blank=True
+    )  # CR0460
+    planned_treatments = ArrayField(
+        models.CharField(max_length=2, choices=PlannedTreatment.choices), default=list, blank=True
+    )  # CR0470
+    no_treatment_reason = models.CharField(
+        max_length=2, choices=NoTreatmentReason.choices, blank=True
+    )  # CR0490
+    trial_considered = models.BooleanField(default=False)
+    trial_referred = models.BooleanField(default=False)
+    trial_name = models.CharField("Trial name or identifier", max_length=200, blank=True)
+    plan = models.TextField("The plan", blank=True)
+    actions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='[{"action": ..., "owner": ..., "due": "YYYY-MM-DD"}]',
+    )
+    gp_actions = models.TextField("What the GP should do", blank=True)
+    key_worker = models.CharField("Key worker / CNS", max_length=200, blank=True)
+    patient_informed = models.BooleanField("Patient has been told the outcome", default=False)
+    informed_by = models.CharField(max_length=200, blank=True)
+    informed_at = models.DateTimeField(null=True, blank=True)
+
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    ratified = models.BooleanField(
+        default=False, help_text="Signed under a Standard of Care without full discussion."
+    )
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    signed_at = models.DateTimeField(null=True, blank=True)
+    snapshot = models.ForeignKey(
+        Snapshot,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The federated record the meeting saw, pinned when signed.",
+    )
+    roles_present = ArrayField(models.CharField(max_length=20), default=list, blank=True)
+    missing_core_roles = ArrayField(
+        models.CharField(max_length=20),
+        default=list,
+        blank=True,
+        help_text="Team core roles absent when signed: the meeting was not quorate.",
+    )
+    missing_case_roles = ArrayField(
+        models.CharField(max_length=20),
+        default=list,
+        blank=True,
+        help_text="Roles this case needed (its reviews) absent when signed: flagged on the "
+        "outcome and its letter.",
+    )
+
+    class Meta:
+        ordering = ["case", "amendment_no"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "amendment_no"], name="one_outcome_version"),
+            models.UniqueConstraint(
+                fields=["case"],
+                condition=Q(signed_at__isnull=True),
+                name="one_draft_outcome_per_case",
+            ),
+            models.CheckConstraint(
+                condition=Q(signed_at__isnull=True)
+                | (Q(signed_by__isnull=False) & Q(snapshot__isnull=False)),
+                name="signed_outcome_has_signer_and_snapshot",
+            ),
+            models.CheckConstraint(
+                condition=Q(amendment_no=0) | ~Q(amendment_reason=""),
+                name="amendment_has_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Outcome {self.amendment_no} of case #{self.case_id}"
+
+    @property
+    def is_signed(self) -> bool:
+        return self.signed_at is not None
+
+    @property
+    def quorate(self) -> bool:
+        return not self.missing_core_roles

@@ -14,3 +14,21 @@ def can_manage_list(user) -> bool:
 
 def can_add_cases(user) -> bool:
     return user.is_authenticated and user.has_role(*CASE_PROPOSERS)
+
+
+def can_run_meeting(user) -> bool:
+    """Start the meeting, record attendance, move between cases, draft outcomes, defer: the chair
+    or the coordinator at the screen."""
+    return user.is_authenticated and user.has_role(*LIST_MANAGERS)
+
+
+def can_sign_outcomes(user, meeting) -> bool:
+    """Only a chair signs: the meeting's named chair, or another member with the chair role
+    standing in (the team scope has already been checked by the caller's queryset)."""
+    if not user.is_authenticated:
+        return False
+    return meeting.chair_id == user.pk or user.has_role(Role.CHAIR)
+
+
+def can_review(user) -> bool:
+    return user.is_authenticated and user.has_role(Role.CLINICIAN, Role.CHAIR)

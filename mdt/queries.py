@@ -11,9 +11,11 @@ from .models import Case, Meeting, Team
 
 
 def meeting_for_page(user, public_id) -> Meeting:
-    """The meeting (404 outside the user's teams) with its listed cases and their patients."""
+    """The meeting (404 outside the user's teams) with the cases on its list (``cases_on_list``:
+    listed, and after the meeting whatever became of them; withdrawn ones left out) and their
+    patients."""
     listed = (
-        Case.objects.listed()
+        Case.objects.on_list()
         .select_related("patient", "patient__gp_practice", "added_by", "snapshot")
         .defer("snapshot__summary")
         .order_by("position", "id")
@@ -21,7 +23,7 @@ def meeting_for_page(user, public_id) -> Meeting:
     return get_object_or_404(
         Meeting.objects.visible_to(user)
         .select_related("team", "team__host", "chair", "list_closed_by")
-        .prefetch_related(Prefetch("cases", queryset=listed, to_attr="listed_cases")),
+        .prefetch_related(Prefetch("cases", queryset=listed, to_attr="cases_on_list")),
         public_id=public_id,
     )
 

@@ -118,7 +118,7 @@ def add_case_to_meeting(*, user, meeting: Meeting, request: AddCaseRequest) -> t
                 )
         else:
             late_reason = ""
-        if meeting.cases.listed().filter(patient=patient).exists():
+        if meeting.cases.on_list().filter(patient=patient).exists():
             raise ListError("This patient is already on this meeting's list.", field="nhs_number")
         next_position = (meeting.cases.aggregate(top=Max("position"))["top"] or 0) + 1
         try:

@@ -88,10 +88,10 @@ def _schedule(request, form: MeetingForm):
 
 
 def _meeting_context(request, meeting, **extra):
-    audit_saw(request, (case.patient_id for case in meeting.listed_cases))
+    audit_saw(request, (case.patient_id for case in meeting.cases_on_list))
     return {
         "meeting": meeting,
-        "cases": meeting.listed_cases,
+        "cases": meeting.cases_on_list,
         "can_manage": can_manage_list(request.user),
         "can_add": can_add_cases(request.user) and meeting.list_is_open,
         "past_cutoff": timezone.now() > meeting.cutoff_at,
@@ -444,7 +444,7 @@ def refresh_meeting(request, public_id):
         request,
         "refresh_meeting_records",
         str(meeting.public_id),
-        patient_ids=[case.patient_id for case in meeting.listed_cases],
+        patient_ids=[case.patient_id for case in meeting.cases_on_list],
     )
     if request.htmx:
         meeting.refresh_from_db(fields=["refresh_requested_at"])

@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts.models import Membership, Organisation, Role, User
 from demo.synthetic import synthetic_nhs_number
 from mdt.models import Case, CoreRole, Meeting, Team, TeamMember, TumourSite
-from records.models import Patient
+from records.models import Patient, Snapshot
 
 TEST_PASSWORD = "correct-horse-battery-staple"  # noqa: S105
 
@@ -98,6 +98,17 @@ class PatientFactory(factory.django.DjangoModelFactory):
     address = "1 Test Street, Birmingham"
     postcode = "B1 1AA"
     gp_practice = factory.SubFactory(PracticeFactory)
+
+
+class SnapshotFactory(factory.django.DjangoModelFactory):
+    """A snapshot of a run that asked no sources: enough for the rules that pin snapshots. Tests
+    about what a record contains populate one through records.populate instead."""
+
+    class Meta:
+        model = Snapshot
+
+    patient = factory.SubFactory(PatientFactory)
+    reason = "test"
 
 
 class CaseFactory(factory.django.DjangoModelFactory):
