@@ -454,6 +454,12 @@ class Outcome(models.Model):
     trial_considered = models.BooleanField(default=False)
     trial_referred = models.BooleanField(default=False)
     trial_name = models.CharField("Trial name or identifier", max_length=200, blank=True)
+    standard_of_care = models.CharField(
+        "Standard of care protocol",
+        max_length=200,
+        blank=True,
+        help_text="The team's agreed protocol a ratified outcome follows (COSD discussion type 2).",
+    )
     plan = models.TextField("The plan", blank=True)
     actions = models.JSONField(
         default=list,

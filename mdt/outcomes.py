@@ -38,6 +38,7 @@ EDITABLE_FIELDS = (
     "trial_considered",
     "trial_referred",
     "trial_name",
+    "standard_of_care",
     "plan",
     "actions",
     "gp_actions",
@@ -154,6 +155,10 @@ def completeness_problems(outcome: Outcome, *, ratify: bool) -> list[tuple[str, 
         problems.append(("no_treatment_reason", "Give the reason for no active treatment."))
     if not no_treatment and not outcome.planned_treatments and not ratify:
         problems.append(("planned_treatments", "Choose the planned treatment, or none."))
+    if ratify and not outcome.standard_of_care.strip():
+        problems.append(
+            ("standard_of_care", "Name the standard of care protocol the outcome follows.")
+        )
     if outcome.patient_informed and not outcome.informed_by.strip():
         problems.append(("informed_by", "Say who told the patient."))
     if outcome.discussion_date and outcome.discussion_date > date.today():

@@ -204,7 +204,10 @@ def test_a_standard_of_care_case_is_ratified(meeting, chair):
     case.save()
     live.start_meeting(user=chair, meeting=meeting)
     draft(chair, case, **{**COMPLETE, "planned_treatments": []})
-    signed = outcomes.sign_outcome(user=chair, case=case, revision=1, snapshot_id=None, ratify=True)
+    with pytest.raises(outcomes.OutcomeIncomplete, match="standard of care protocol"):
+        outcomes.sign_outcome(user=chair, case=case, revision=1, snapshot_id=None, ratify=True)
+    draft(chair, case, revision=1, standard_of_care="Lung SoC 3: stage I NSCLC, SABR")
+    signed = outcomes.sign_outcome(user=chair, case=case, revision=2, snapshot_id=None, ratify=True)
     assert signed.ratified
     case.refresh_from_db()
     assert case.status == Case.Status.RATIFIED
