@@ -1,7 +1,10 @@
 """When an htmx request is sent to the login page (signed out, session expired), redirect the
-whole page: otherwise htmx would swap the login form into the fragment it was updating."""
+whole page. A 302 will not do: the browser follows it inside htmx's XMLHttpRequest and htmx swaps
+the login form into the fragment it was updating. So the 302 becomes an empty 401 carrying
+``HX-Redirect``, as ``session_limits.signed_out_response`` answers an expired session."""
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.shortcuts import resolve_url
 
 
@@ -16,5 +19,7 @@ class HtmxLoginRedirectMiddleware:
             and response.status_code == 302
             and response["Location"].startswith(resolve_url(settings.LOGIN_URL))
         ):
-            response["HX-Redirect"] = response["Location"]
+            whole_page = HttpResponse(status=401)
+            whole_page["HX-Redirect"] = response["Location"]
+            return whole_page
         return response

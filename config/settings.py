@@ -146,9 +146,12 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.jinja"
 AXES_VERBOSE = False
 
-# Sessions: 15 minutes idle, 12 hours absolute (accounts.session_limits enforces both).
+# Sessions: 15 minutes idle, 12 hours absolute (accounts.session_limits enforces both; polling
+# does not count as activity). A dialog offers to stay signed in SESSION_WARNING_BEFORE the idle
+# limit (static/js/session.js).
 SESSION_IDLE_TIMEOUT = timedelta(minutes=15)
 SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=12)
+SESSION_WARNING_BEFORE = timedelta(minutes=2)
 SESSION_COOKIE_AGE = int(SESSION_ABSOLUTE_TIMEOUT.total_seconds())
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True

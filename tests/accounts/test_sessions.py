@@ -76,5 +76,12 @@ def test_htmx_requests_when_signed_out_redirect_the_whole_page(client):
     response = client.post(
         meeting_url, {"nhs_number": "9990000026"}, headers={"HX-Request": "true"}
     )
-    assert response.status_code == 302
+    assert response.status_code == 401  # a 302 would be followed inside htmx's request
     assert response["HX-Redirect"].startswith("/accounts/login/")
+
+
+def test_htmx_requests_when_signed_out_get_no_page_to_swap(client):
+    response = client.get("/meetings/", headers={"HX-Request": "true"})
+    assert response.status_code == 401
+    assert response.content == b""
+    assert response["HX-Redirect"] == "/accounts/login/?next=/meetings/"
