@@ -11,6 +11,20 @@ from accounts.display import format_datetime
 
 from .models import Case, Meeting, Team
 
+# The triage of NHS England's "Streamlining MDT meetings" guidance, said in full where a triage is
+# chosen. Whichever is chosen, the patient stays on the meeting's list.
+TRIAGE_CHOICES = [
+    (Case.Triage.FULL_DISCUSSION, "Full discussion: the MDT discusses the case and agrees a plan"),
+    (
+        Case.Triage.STANDARD_OF_CARE,
+        "Standard of care: ratify without full discussion (COSD discussion type 2)",
+    ),
+    (
+        Case.Triage.FOR_INFORMATION,
+        "For information: the MDT notes the case, without discussion or an outcome",
+    ),
+]
+
 
 class MeetingForm(forms.Form):
     team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
@@ -69,7 +83,7 @@ class AddCaseForm(forms.Form):
     referrer = forms.CharField(
         max_length=200, error_messages={"required": "Enter the referring clinician."}
     )
-    triage = forms.ChoiceField(choices=Case.Triage.choices, initial=Case.Triage.FULL_DISCUSSION)
+    triage = forms.ChoiceField(choices=TRIAGE_CHOICES, initial=Case.Triage.FULL_DISCUSSION)
     late_reason = forms.CharField(max_length=2000, required=False)
     submission_id = forms.UUIDField(required=False)
 
@@ -107,6 +121,21 @@ class RemoveCaseForm(forms.Form):
         max_length=2000,
         error_messages={"required": "Give the reason for removing this case from the list."},
     )
+
+
+class ReviewForm(forms.Form):
+    """A specialty's review before the meeting. ``action``: "save" keeps the review as it is
+    (done or not), "done" marks it done, "undo" marks it not done again."""
+
+    ACTIONS = ("save", "done", "undo")
+
+    role = forms.CharField(max_length=20)
+    note = forms.CharField(max_length=4000, required=False)
+    action = forms.ChoiceField(choices=[(action, action) for action in ACTIONS], initial="save")
+
+    def done(self, was_done: bool) -> bool:
+        action = self.cleaned_data["action"]
+        return was_done if action == "save" else action == "done"
 
 
 SEARCH_PURPOSES = [

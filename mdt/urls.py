@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_live, views_review
 
 app_name = "mdt"
 urlpatterns = [
@@ -21,6 +21,24 @@ urlpatterns = [
     path("cases/<uuid:public_id>/move/", views.move_case, name="move_case"),
     path("cases/<uuid:public_id>/triage/", views.set_triage, name="set_triage"),
     path("cases/<uuid:public_id>/remove/", views.remove_case, name="remove_case"),
+    # Reviews before the meeting (mdt/views_review.py)
+    path("cases/<uuid:public_id>/reviews/", views_review.record_review, name="record_review"),
+    # The live meeting (mdt/views_live.py)
+    path("meetings/<uuid:public_id>/start/", views_live.start_meeting, name="start_meeting"),
+    path("meetings/<uuid:public_id>/console/", views_live.console, name="console"),
+    path("meetings/<uuid:public_id>/console/show/", views_live.show_case, name="show_case"),
+    path("meetings/<uuid:public_id>/live/", views_live.follow, name="follow"),
+    path("meetings/<uuid:public_id>/live/state/", views_live.live_state, name="live_state"),
+    path("meetings/<uuid:public_id>/attendance/", views_live.attendance, name="attendance"),
+    path("meetings/<uuid:public_id>/conclude/", views_live.conclude, name="conclude"),
+    path("meetings/<uuid:public_id>/summary/", views_live.meeting_summary, name="meeting_summary"),
+    path("cases/<uuid:public_id>/outcome/", views_live.save_outcome, name="save_outcome"),
+    path("cases/<uuid:public_id>/outcome/sign/", views_live.sign_outcome, name="sign_outcome"),
+    path("cases/<uuid:public_id>/outcome/amend/", views_live.amend_outcome, name="amend_outcome"),
+    path("cases/<uuid:public_id>/outcomes/", views_live.outcome_history, name="outcome_history"),
+    path("cases/<uuid:public_id>/defer/", views_live.defer_case, name="defer_case"),
+    path("cases/<uuid:public_id>/note/", views_live.note_case, name="note_case"),
+    path("cases/<uuid:public_id>/withdraw/", views_live.withdraw_case, name="withdraw_case"),
     path("patients/search/", views.patient_search, name="patient_search"),
     path("cases/from-registry/", views.add_registry_patient, name="add_registry_patient"),
 ]
