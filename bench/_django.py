@@ -1,6 +1,8 @@
 """The benchmark database: a dedicated PostgreSQL database (``mdt_bench`` on the server of
 DATABASE_URL, or BENCH_DATABASE_URL), created if missing and migrated, with Django set up
-against it in this process. The demo database of ``make run`` is never touched."""
+against it in this process. The demo database of ``make run`` is never touched. A benchmark may
+ask for a database of its own name on the same server (``setup("mdt_bench_live")``); Django in
+this process then points at it until another benchmark asks for another."""
 
 import os
 import subprocess
@@ -12,15 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB_NAME = "mdt_bench"
 DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432/mdt"
 
-_env: dict[str, str] | None = None
+_envs: dict[str, dict[str, str]] = {}
 
 
-def database_url() -> str:
+def database_url(name: str = BENCH_DB_NAME) -> str:
     explicit = os.environ.get("BENCH_DATABASE_URL")
-    if explicit:
+    if explicit and name == BENCH_DB_NAME:
         return explicit
-    parts = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_SERVER_URL)
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB_NAME}", query=""))
+    parts = urlsplit(explicit or os.environ.get("DATABASE_URL") or DEFAULT_SERVER_URL)
+    return urlunsplit(parts._replace(path=f"/{name}", query=""))
 
 
 def connect(url: str, dbname: str | None = None, **kwargs):
@@ -52,11 +54,11 @@ def ensure_database(url: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def server_env() -> dict[str, str]:
+def server_env(name: str = BENCH_DB_NAME) -> dict[str, str]:
     """The environment of the app against the benchmark database (for gunicorn and manage.py)."""
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=database_url(),
+        DATABASE_URL=database_url(name),
         DJANGO_SETTINGS_MODULE="config.settings",
         ALLOW_SYNTHETIC_NHS_NUMBERS="1",
         QUERY_COUNT_HEADER="1",
@@ -64,13 +66,13 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def setup() -> dict[str, str]:
+def setup(name: str = BENCH_DB_NAME) -> dict[str, str]:
     """Creates and migrates the benchmark database, sets Django up against it in this process
     (for making benchmark data with the ORM) and returns the environment for the server."""
-    global _env
-    if _env is not None:
-        return dict(_env)
-    env = server_env()
+    if name in _envs:
+        _point_django_at(_envs[name])
+        return dict(_envs[name])
+    env = server_env(name)
     ensure_database(env["DATABASE_URL"])
     migrate = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
         [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "1"],
@@ -90,5 +92,20 @@ def setup() -> dict[str, str]:
     import django
 
     django.setup()
-    _env = env
+    _point_django_at(env)
+    _envs[name] = env
     return dict(env)
+
+
+def _point_django_at(env: dict[str, str]) -> None:
+    """Django set up in this process for another benchmark's database: use this one instead."""
+    import dj_database_url
+    from django.conf import settings
+    from django.db import connections
+
+    wanted = dj_database_url.parse(env["DATABASE_URL"])["NAME"]
+    if settings.DATABASES["default"]["NAME"] == wanted:
+        return
+    connections.close_all()
+    settings.DATABASES["default"]["NAME"] = wanted
+    connections["default"].settings_dict["NAME"] = wanted

@@ -33,7 +33,8 @@ def _postgresql_version() -> str:
     from ._django import connect, database_url
 
     try:
-        with connect(database_url()) as conn:
+        # The server's maintenance database: the benchmark's own may not exist yet.
+        with connect(database_url(), dbname="postgres") as conn:
             return conn.execute("SHOW server_version").fetchone()[0]
     except Exception as error:  # the report says why it is unknown
         return f"unknown ({type(error).__name__})"

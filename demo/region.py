@@ -1,7 +1,8 @@
 """The demo region: three West Midlands trusts, ten GP practices, the cancer registry, lung,
 breast and colorectal teams, a user for each role, 200 synthetic patients (NHS numbers from the
-999 test range), next month's meetings with lists, and the registry's registrations of the
-patients' cancers (demo.registry_data). Seeding twice changes nothing."""
+999 test range), next month's meetings with lists (the next ones partly reviewed), last week's
+meeting of each team concluded with signed outcomes (demo.meeting_activity), and the registry's
+registrations of the patients' cancers (demo.registry_data). Seeding twice changes nothing."""
 
 import random
 from dataclasses import dataclass
@@ -83,6 +84,12 @@ TEAMS = [
     ),
 ]
 TEAM_DAYS = {"RRK": 1, "RWP": 2, "RL4": 3}  # weekday: Tuesday, Wednesday, Thursday
+# The specialties that review every fully discussed case before the meeting (mdt.reviews).
+REVIEW_ROLES = {
+    TumourSite.LUNG: [CoreRole.RADIOLOGIST, CoreRole.PATHOLOGIST],
+    TumourSite.BREAST: [CoreRole.RADIOLOGIST, CoreRole.PATHOLOGIST],
+    TumourSite.COLORECTAL: [CoreRole.RADIOLOGIST, CoreRole.PATHOLOGIST],
+}
 
 
 @dataclass(frozen=True)
@@ -151,10 +158,23 @@ USERS = [
         "RL4",
         Role.CLINICIAN,
         "clinical oncology",
-        teams=((LUNG, CoreRole.ONCOLOGIST), (COLO, CoreRole.ONCOLOGIST)),
+        teams=(
+            (LUNG, CoreRole.ONCOLOGIST),
+            (COLO, CoreRole.ONCOLOGIST),
+            (BREAST, CoreRole.ONCOLOGIST),
+        ),
     ),
     DemoUser(
         "cns", "Joanne", "Price", "RRK", Role.CLINICIAN, "lung CNS", teams=((LUNG, CoreRole.CNS),)
+    ),
+    DemoUser(
+        "physician",
+        "Daniel",
+        "Mensah",
+        "RRK",
+        Role.CLINICIAN,
+        "respiratory medicine",
+        teams=((LUNG, CoreRole.PHYSICIAN),),
     ),
     DemoUser(
         "breast.coordinator",
@@ -181,6 +201,44 @@ USERS = [
         Role.CHAIR,
         "colorectal surgery",
         teams=((COLO, CoreRole.CHAIR),),
+    ),
+    # The breast and colorectal teams' other core members (their meetings are quorate).
+    *(
+        DemoUser(username, first, last, org, Role.CLINICIAN, specialty, teams=((team, role),))
+        for username, first, last, org, specialty, team, role in [
+            ("breast.surgeon", "Claire", "Bennett", "RWP", "breast surgery", BREAST, "surgeon"),
+            (
+                "breast.radiologist",
+                "Nadia",
+                "Rahman",
+                "RWP",
+                "breast radiology",
+                BREAST,
+                "radiologist",
+            ),
+            ("breast.pathologist", "Owen", "Price", "RWP", "histopathology", BREAST, "pathologist"),
+            ("breast.cns", "Lucy", "Fraser", "RWP", "breast CNS", BREAST, "cns"),
+            (
+                "colorectal.surgeon",
+                "Imran",
+                "Qureshi",
+                "RL4",
+                "colorectal surgery",
+                COLO,
+                "surgeon",
+            ),
+            ("colorectal.radiologist", "Helen", "Marsh", "RL4", "radiology", COLO, "radiologist"),
+            (
+                "colorectal.pathologist",
+                "George",
+                "Adeyemi",
+                "RL4",
+                "histopathology",
+                COLO,
+                "pathologist",
+            ),
+            ("colorectal.cns", "Sian", "Morgan", "RL4", "colorectal CNS", COLO, "cns"),
+        ]
     ),
 ]
 
@@ -330,7 +388,13 @@ def seed_region(password: str) -> dict[str, int]:
     teams = {}
     for name, site, host, core_roles in TEAMS:
         teams[name], _ = Team.objects.update_or_create(
-            name=name, defaults={"tumour_site": site, "host": orgs[host], "core_roles": core_roles}
+            name=name,
+            defaults={
+                "tumour_site": site,
+                "host": orgs[host],
+                "core_roles": core_roles,
+                "review_roles": REVIEW_ROLES[site],
+            },
         )
     for spec in USERS:
         user, created = User.objects.get_or_create(
@@ -368,7 +432,17 @@ def seed_region(password: str) -> dict[str, int]:
     from .registry_data import demo_histories_as_of, seed_demo_registry  # imports this module
 
     as_of, seed = demo_histories_as_of()
-    registrations, _conflict = seed_demo_registry(patients, seed=seed, as_of=as_of)
+    registrations, conflict = seed_demo_registry(patients, seed=seed, as_of=as_of)
+    # What the teams have done: reviews for the next meetings, last week's meeting concluded.
+    from .meeting_activity import seed_next_meeting_reviews, seed_past_meetings
+
+    concluded = seed_past_meetings(
+        list(teams.values()),
+        exclude_nhs_numbers={conflict.nhs_number} if conflict else set(),
+        as_of=as_of,
+        seed=seed,
+    )
+    reviews = seed_next_meeting_reviews(list(teams.values()))
     return {
         "organisations": len(orgs),
         "teams": len(teams),
@@ -376,6 +450,8 @@ def seed_region(password: str) -> dict[str, int]:
         "patients": len(patients),
         "meetings": meetings,
         "registrations": registrations,
+        "meetings concluded now": concluded,
+        "reviews added": reviews,
     }
 
 

@@ -7,11 +7,14 @@ from collections import Counter
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.audit import audit_did, audit_saw
@@ -210,34 +213,27 @@ def follow(request, public_id):
     meeting = _meeting(request, public_id)
     present = request.GET.get("present") == "1"
     context = _live_state_context(request, meeting, present=present)
+    if context.get("case") is not None:
+        audit_saw(request, [context["case"].patient_id])
     context["me"] = next((a for a in context["attendance"] if a.user_id == request.user.pk), None)
     context["member"] = TeamMember.objects.filter(team=meeting.team, user=request.user).first()
     template = "mdt/live/present.jinja" if present else "mdt/live/follow.jinja"
     return render(request, template, context)
 
 
-def _live_state_context(request, meeting: Meeting, *, present: bool, seen_case=None) -> dict:
-    """The follower's fragment: the case on the screen, its outcome so far, and quoracy.
-    ``seen_case`` is the case the polling page showed (None for a full page): a different case
-    is announced to screen readers and recorded in the audit log as seen."""
-    context = {"meeting": meeting, "present": present, "announce": "", **_quoracy_context(meeting)}
+def _live_state_context(request, meeting: Meeting, *, present: bool) -> dict:
+    """The follower's fragment: the case on the screen, its outcome so far, and quoracy. The
+    same for every viewer (live_state shares it): nothing personal goes in here."""
+    context = {"meeting": meeting, "present": present, **_quoracy_context(meeting)}
     current = None
     if meeting.is_live and meeting.current_case_id:
         current = Case.objects.filter(pk=meeting.current_case_id).first()
     if current is None:
-        if seen_case and meeting.status == Meeting.Status.CONCLUDED:
-            context["announce"] = "The meeting has concluded."
         return context
     context.update(_case_context(request, current))
     on_list = list(meeting.cases.on_list().order_by("position", "id").values_list("id", flat=True))
     context["position"] = on_list.index(current.pk) + 1 if current.pk in on_list else None
     context["case_count"] = len(on_list)
-    if str(current.public_id) != seen_case:
-        audit_saw(request, [current.patient_id])
-        if seen_case is not None:
-            context["announce"] = (
-                f"Now showing case {context['position'] or ''}: {current.patient.full_name}"
-            )
     return context
 
 
@@ -246,7 +242,10 @@ def _live_state_context(request, meeting: Meeting, *, present: bool, seen_case=N
 @require_GET
 def live_state(request, public_id):
     """Polled every second by each follower: 204 while ``live_version`` is what the page shows
-    (one indexed read after the user's roles), else the new fragment."""
+    (one indexed read after the user's roles), else the new fragment. The fragment is the same
+    for everyone who may see the meeting, so it is rendered once per version and process and
+    shared (the chair saves drafts often, and 30 followers must not mean 30 renders); what is
+    personal, the audit row and the announcement of a new case, is added per request."""
     version = (
         Meeting.objects.visible_to(request.user)
         .filter(public_id=public_id)
@@ -257,16 +256,46 @@ def live_state(request, public_id):
         raise Http404
     if request.GET.get("v") == str(version):
         return HttpResponse(status=204)
-    meeting = _meeting(request, public_id)
     if request.GET.get("part") == "quoracy":
-        return _console_status(request, meeting)
-    context = _live_state_context(
-        request,
-        meeting,
-        present=request.GET.get("present") == "1",
-        seen_case=request.GET.get("case", ""),
-    )
-    return render(request, "mdt/live/partials/live_state.jinja", context)
+        return _console_status(request, _meeting(request, public_id))
+    present = request.GET.get("present") == "1"
+    key = f"mdt:live-state:{public_id}:{version}:{int(present)}"
+    shown = cache.get(key)
+    if shown is None:
+        meeting = _meeting(request, public_id)
+        context = _live_state_context(request, meeting, present=present)
+        case = context.get("case")
+        shown = {
+            "html": render_to_string(
+                "mdt/live/partials/live_state.jinja", context, request=request
+            ),
+            "case": str(case.public_id) if case else "",
+            "patient_id": case.patient_id if case else None,
+            "position": context.get("position"),
+            "patient_name": case.patient.full_name if case else "",
+            "concluded": meeting.status == Meeting.Status.CONCLUDED,
+        }
+        cache.set(key, shown, timeout=LIVE_STATE_CACHE_SECONDS)
+    return HttpResponse(shown["html"] + _announcement(request, shown))
+
+
+LIVE_STATE_CACHE_SECONDS = 120
+
+
+def _announcement(request, shown: dict) -> str:
+    """Records the case as seen by this user when it is new to their page, and announces it."""
+    seen_case = request.GET.get("case")
+    if shown["case"] and shown["case"] != seen_case:
+        audit_saw(request, [shown["patient_id"]])
+    if seen_case is None or shown["case"] == seen_case:
+        return ""
+    if shown["case"]:
+        text = f"Now showing case {shown['position'] or ''}: {shown['patient_name']}"
+    elif shown["concluded"]:
+        text = "The meeting has concluded."
+    else:
+        return ""
+    return f'<div id="live-announcement" hx-swap-oob="innerHTML">{escape(text)}</div>'
 
 
 def _console_status(request, meeting: Meeting):

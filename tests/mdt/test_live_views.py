@@ -2,6 +2,7 @@
 ending cases, concluding and the summary (mdt/views_live.py)."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.db import connection
@@ -10,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, Role
-from mdt import live, outcomes
+from mdt import live, outcomes, views_live
 from mdt.forms_outcome import OutcomeForm
 from mdt.models import Attendance, Case, CoreRole, DiscussionPeriod, Meeting, Outcome
 from tests.factories import (
@@ -225,6 +226,25 @@ def test_a_new_case_on_the_follower_page_is_audited_and_an_unchanged_poll_is_not
     client.get(url("live_state", started, v=version, case=cases[0].public_id), headers=POLL)
     event = AuditEvent.objects.latest("id")
     assert event.patient_ids == [cases[1].patient_id]
+
+
+def test_followers_share_one_render_per_version_but_each_is_audited(
+    client, started, chair, clinician, cases
+):
+    other = make_member(started.team, role=Role.CLINICIAN, core_role=CoreRole.ONCOLOGIST)
+    version = started.live_version
+    live.show_case(user=chair, meeting=started, case=cases[1])
+    address = url("live_state", started, v=version, case=cases[0].public_id)
+    with mock.patch("mdt.views_live.render_to_string", wraps=views_live.render_to_string) as render:
+        for user in (clinician, other):
+            client.force_login(user)
+            fragment = body(client.get(address, headers=POLL))
+            assert "SECONDCASE" in fragment and "Now showing case 2" in fragment
+    assert render.call_count == 1
+    seen_by = set(
+        AuditEvent.objects.filter(patient_ids=[cases[1].patient_id]).values_list("actor", flat=True)
+    )
+    assert {clinician.pk, other.pk} <= seen_by
 
 
 def test_a_draft_shows_on_the_follower_page(client, started, chair, clinician, cases):
