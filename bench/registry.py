@@ -1471,18 +1471,15 @@ def throughput_proposal(result: dict) -> str:
                 f"{result['_schema_after']['patient_indexes']}. Proposed:"
             )
     return text + (
-        " drop the two `varchar_pattern_ops` indexes Django adds beside "
-        "`Registration.nhs_number` (`db_index=True`) and `Patient.nhs_number` (`unique=True`): "
-        "only `LIKE 'prefix%'` uses them and no query in the project does (equality uses "
-        "either index); declare the registration's as `Meta.indexes = "
-        "[models.Index(fields=['nhs_number'], ...)]`, which makes one btree, and the "
-        "patient's uniqueness in `Meta.constraints`. Larger batches (50,000 rows instead of "
-        "5,000) pay the per-batch statements and commits a tenth as often, and memory stays "
-        "flat in file size (a batch, not the file). In the reader thread, "
-        "`records.nhs_numbers.parse_nhs_number` runs `nhs_number.is_valid` twice per row "
-        "(synthetic region, then validity): check the digits once and the 9xx range by prefix. "
-        "Measure again after each, on a quiet machine: here the reader, the merge's backend "
-        "and the WAL writer share two cores with whatever else runs (see the load average)."
+        " drop the `varchar_pattern_ops` index Django adds beside `Patient.nhs_number` "
+        "(`unique=True`; the registration's is gone): only `LIKE 'prefix%'` uses it and no "
+        "query in the project does; declare the patient's uniqueness in `Meta.constraints` "
+        "(a records change). The importer already checks each row once (a cached fast path), "
+        "merges 20,000-row batches with index look-ups whatever the statistics, and inserts new "
+        "tumours without ON CONFLICT; what is left per row is PostgreSQL writing the heap, "
+        "seven registry indexes and five patient-index indexes, and the foreign-key checks at "
+        "commit. Measure again on a quiet machine: here the reader, the merge's backend and the "
+        "WAL writer share two cores with whatever else runs (see the load average)."
     )
 
 
@@ -1537,21 +1534,12 @@ def proposals(result: dict) -> list[str]:
         text = (
             f"**Name search p95 {result['name_search_p95_ms']} ms against "
             f"{TARGET_NAME_P95_MS:g} ms** (median {result['name_search_median_ms']} ms). The "
-            "trigram index is used (plans above), but a misspelt common surname matches "
-            f"thousands of registrations (p95 {searched['name_matches']['p95']:,}, max "
-            f"{searched['name_matches']['max']:,}), and the query fetches every one of them "
-            "from the table (the bitmap heap scan, which also rechecks the index's false "
-            "candidates) to compute each similarity and the total (`COUNT(*) OVER ()`) before "
-            "it can return 25: its cost grows with the matches, so with the registry. "
-            "Proposed: search the distinct surnames, not the registrations. Keep a table of the "
-            "distinct `UPPER(family_name)` values with the number of registrations of each (the "
-            "importer adds to it in the same merge; a few thousand to a hundred thousand rows) "
-            "with the trigram index on it, and on `registry_registration` a btree on "
-            "`(UPPER(family_name), family_name, given_name, birth_date, diagnosis_date DESC, id)` "
-            "instead of "
-            "the trigram index; the search finds the matching surnames in the small table, "
-            "takes each one's first rows of the page from the btree in the page's order, and "
-            "the total is the sum of their counts."
+            "search matches the misspelt name against the distinct surnames (`registry_surname`, "
+            "trigram index), then reads each surname's first rows of the page from the btree "
+            "`registration_surname_order` (plans above); a misspelt common surname still matches "
+            f"many registrations (p95 {searched['name_matches']['p95']:,}, max "
+            f"{searched['name_matches']['max']:,}), but only a page of them is read. See the "
+            "profile above for where the time goes (the ORM, the patient-index facts)."
         )
         proposed = diagnosis.get("proposed_name_search")
         if proposed:

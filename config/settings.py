@@ -108,6 +108,10 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Per process, in memory: the live meeting's follower fragment is rendered once per change and
+# process (mdt.views_live.live_state). Deliberately not Redis: the fragment holds patient data,
+# and Redis holds none (Celery messages carry row ids only).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "TIMEOUT": 300}}
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -117,6 +121,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "sweep-unpopulated-cases": {"task": "mdt.tasks.sweep_unpopulated_cases", "schedule": 300.0},
+    "sweep-registry-imports": {"task": "registry.tasks.sweep_registry_imports", "schedule": 300.0},
 }
 
 AUTH_USER_MODEL = "accounts.User"

@@ -1,10 +1,13 @@
 """Cancer registry data: COSD-style tumour registrations, their treatments and history, and the
 imports that load them (with the rows they quarantined)."""
 
+import uuid
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models import F
 from django.db.models.functions import Upper
 
 from records.models import Patient
@@ -24,7 +27,7 @@ class Registration(models.Model):
         default=True, help_text="False: the ODS code is not one the region knows (flagged)."
     )
     # Person items as submitted (the demographics service stays the authority).
-    nhs_number = models.CharField(max_length=10, db_index=True)
+    nhs_number = models.CharField(max_length=10)
     family_name = models.CharField(max_length=100)
     given_name = models.CharField(max_length=100)
     birth_date = models.DateField()
@@ -57,15 +60,66 @@ class Registration(models.Model):
             )
         ]
         indexes = [
+            # One btree (equality is all any query asks of it; no varchar_pattern_ops twin).
+            models.Index(fields=["nhs_number"], name="registration_nhs_number"),
             models.Index(fields=["birth_date"], name="registration_birth_date"),
             models.Index(fields=["icd10", "diagnosis_date"], name="registration_site_date"),
-            GinIndex(
-                OpClass(Upper("family_name"), name="gin_trgm_ops"), name="registration_family_trgm"
+            # The name search's second step: one surname's registrations in the page's order
+            # (registry.search); the misspelt name itself is matched in Surname.
+            models.Index(
+                Upper("family_name"),
+                "family_name",
+                "given_name",
+                "birth_date",
+                F("diagnosis_date").desc(),
+                "id",
+                name="registration_surname_order",
             ),
         ]
 
     def __str__(self) -> str:
         return f"Registration #{self.pk}"
+
+
+class Surname(models.Model):
+    """Each distinct UPPER(family_name) of the registrations, with how many registrations have it:
+    the name search matches a misspelt name against these few thousand names (trigram index), not
+    against a million registrations. Kept by triggers on registry_registration (migration 0002),
+    statement by statement, so an import's batch updates it in one set-based statement and a
+    registration saved through the ORM keeps it right too. A name whose count falls to 0 stays
+    (the search skips it)."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    registrations = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [GinIndex(OpClass("name", name="gin_trgm_ops"), name="surname_trgm")]
+
+    def __str__(self) -> str:
+        return f"Surname ({self.registrations} registrations)"
+
+
+class ImportedPatient(models.Model):
+    """A patient-index entry that a registry import created from a registry row, so its
+    restriction status (and address) has not come from the demographics service: the registry
+    search shows no postcode for it until the index entry is written again after it was created,
+    which only the demographics service does (records.patient_index.apply_demographics). Hazard
+    H15 in docs/clinical-safety/hazard-log.md."""
+
+    # No database constraint: the importer inserts these by the hundred thousand, and a foreign
+    # key check per row would cost more than the row. Deleting a patient through Django still
+    # deletes its row here (on_delete), and a row left by a raw DELETE only hides a postcode.
+    patient = models.OneToOneField(
+        Patient,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        related_name="registry_created",
+    )
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Patient #{self.patient_id} created by a registry import"
 
 
 class RegistrationHistory(models.Model):
@@ -117,6 +171,8 @@ class ImportRun(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
+    # In URLs: not guessable, and it does not tell how many imports there were.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     kind = models.CharField(max_length=12, choices=Kind.choices)
     file_name = models.CharField(max_length=255)
     stored_path = models.CharField(max_length=500, blank=True)
@@ -136,9 +192,19 @@ class ImportRun(models.Model):
     rows_older = models.PositiveIntegerField(default=0)
     rows_quarantined = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # When the uploaded file was deleted (docs/registry-import.md: upload retention); the run and
+    # its quarantine report stay.
+    file_deleted_at = models.DateTimeField(null=True, blank=True)
+    # A treatments file uploaded with a tumours file is imported after it (its rows name them).
+    follows = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="followers"
+    )
+    # When the import was last handed to Celery (the sweep re-enqueues runs whose message was lost).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="importrun_status_created")]
 
     def __str__(self) -> str:
         return f"Import #{self.pk} ({self.file_name})"

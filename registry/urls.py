@@ -6,5 +6,5 @@ app_name = "registry"
 urlpatterns = [
     path("search/", views.search, name="search"),
     path("imports/", views.imports, name="imports"),
-    path("imports/<int:pk>/", views.import_run, name="import"),
+    path("imports/<uuid:public_id>/", views.import_run, name="import"),
 ]

@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from operator import gt, itemgetter
 
 from django.core.exceptions import FieldDoesNotExist
 
@@ -256,3 +257,135 @@ class TreatmentRowChecker(_RowChecker):
         values["provider"] = values["provider"].upper()
         values["intent"] = values["intent"].upper()
         return Checked(values, reasons)
+
+
+_INVALID = object()
+# Modulus 11 weights of an NHS number's first nine digits, for the fast path below.
+_NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+_NHS_DIGIT_SUM = 48 * sum(_NHS_WEIGHTS)  # the weights times ord("0")
+# Numbers from here on are outside Scotland's CHI range, whose numbers also encode a birth date
+# (checked by the nhs-number package): those, and anything unusual, take the full check.
+_NHS_FAST_FROM = "3113000000"
+
+
+class FastTumourRows:
+    """The common case of TumourRowChecker at import speed: a row (a list of the file's values, in
+    its column order) that breaks no rule, turned into its normalised values, or None when the
+    row breaks a rule or is anything but plain (the importer then runs the full checker, which
+    names every reason). The answers are the full checker's, from per-column caches of the
+    values registry files repeat (codes, dates, stages) and one check-digit computation of the
+    NHS number; tests/registry/test_validation.py compares the two."""
+
+    def __init__(self, checker: "TumourRowChecker", fields: list[str | None]):
+        from django.conf import settings
+
+        self.checker = checker
+        self.allow_synthetic = settings.ALLOW_SYNTHETIC_NHS_NUMBERS
+        column = {field: index for index, field in enumerate(fields) if field}
+        items = cosd.TUMOUR_ITEMS
+        # Each item's column in the row, or a column past its end (always "") when the file
+        # leaves an optional item out.
+        self.columns = [column.get(item.field, len(fields)) for item in items]
+        required = [position for position, item in enumerate(items) if item.required]
+        self.required = itemgetter(*required)
+        free = [position for position, item in enumerate(items) if item.field in checker.free_text]
+        self.free = itemgetter(*free)
+        self.free_limits = [checker._max_lengths[items[position].field] for position in free]
+        # (position, cache) of the items with a rule of their own; a cache maps the text in the
+        # file to the normalised value or _INVALID (and "" to "" for an optional item).
+        self.cached = [
+            (position, {} if item.required else {"": ""}, item.field)
+            for position, item in enumerate(items)
+            if item.field not in checker.free_text and item.field != "nhs_number"
+        ]
+        self.org_known: dict[str, bool] = {}
+
+    def _normalise(self, name: str, text: str):
+        """One value's normalised form, or _INVALID: the full checker's rules for one item."""
+        checker = self.checker
+        if name in _DATE_FIELDS:
+            parsed = parse_date(text)
+            if parsed is None or parsed > checker.today:
+                return _INVALID
+            return parsed.isoformat()
+        if name == "icd10":
+            return normalise_icd10(text) or _INVALID
+        if name in _TNM_AXES:
+            canonical = normalise_tnm(_TNM_AXES[name], text)
+            if canonical is None or len(canonical) > checker._max_lengths[name]:
+                return _INVALID
+            return canonical
+        value = text.upper()
+        return value if value in _CODE_LISTS[name] else _INVALID
+
+    def __call__(self, row: list[str]) -> list | None:
+        """[the values in cosd.TUMOUR_ITEMS order (dates as YYYY-MM-DD), submitting_org_known],
+        or None."""
+        row = [*row, ""]
+        values = [row[index].strip() for index in self.columns]
+        if "" in self.required(values):
+            return None
+        if any(map(gt, map(len, self.free(values)), self.free_limits)):
+            return None
+        for position, cache, name in self.cached:
+            text = values[position]
+            value = cache.get(text)
+            if value is None:
+                if len(cache) > 100_000:  # bounded: the values of the file, not the file
+                    cache.clear()
+                value = cache[text] = self._normalise(name, text)
+            if value is _INVALID:
+                return None
+            values[position] = value
+        if not self._nhs_number_ok(values[_NHS]) or values[_DIAGNOSED] < values[_BIRTH]:
+            return None
+        org = values[_ORG] = values[_ORG].upper()
+        values[_POSTCODE] = values[_POSTCODE].upper()
+        values[_PRACTICE] = values[_PRACTICE].upper()
+        known = self.org_known.get(org)
+        if known is None:
+            known = self.org_known[org] = org in self.checker.known_orgs
+        values.append(known)
+        return values
+
+    def _nhs_number_ok(self, text: str) -> bool:
+        """Ten ASCII digits with a valid check digit, outside the CHI range, and the test range
+        only where allowed: what records.nhs_numbers.parse_nhs_number accepts, unchanged."""
+        if len(text) != 10 or not text.isascii() or not text.isdigit() or text < _NHS_FAST_FROM:
+            return False
+        if text[0] == "9" and not self.allow_synthetic:
+            return False
+        digits = text.encode()
+        total = (
+            10 * digits[0]
+            + 9 * digits[1]
+            + 8 * digits[2]
+            + 7 * digits[3]
+            + 6 * digits[4]
+            + 5 * digits[5]
+            + 4 * digits[6]
+            + 3 * digits[7]
+            + 2 * digits[8]
+            - _NHS_DIGIT_SUM
+        )
+        check = 11 - total % 11
+        if check == 11:
+            check = 0
+        return check == digits[9] - 48
+
+
+_DATE_FIELDS = {"submission_date", "birth_date", "diagnosis_date"}
+_TNM_AXES = {"t": "t", "n": "n", "m": "m", "stage_group": "group"}
+_CODE_LISTS = {
+    "sex": cosd.SEX,
+    "laterality": cosd.LATERALITY,
+    "basis": cosd.BASIS_OF_DIAGNOSIS,
+    "performance_status": cosd.PERFORMANCE_STATUS,
+}
+_TUMOUR_FIELDS = [item.field for item in cosd.TUMOUR_ITEMS]
+_ORG = _TUMOUR_FIELDS.index("submitting_org")
+_NHS = _TUMOUR_FIELDS.index("nhs_number")
+_BIRTH = _TUMOUR_FIELDS.index("birth_date")
+_DIAGNOSED = _TUMOUR_FIELDS.index("diagnosis_date")
+_POSTCODE = _TUMOUR_FIELDS.index("postcode")
+_PRACTICE = _TUMOUR_FIELDS.index("gp_practice")

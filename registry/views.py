@@ -53,18 +53,18 @@ def imports(request):
         if form.cleaned_data["treatments"]:
             message += " The treatments file is imported after it."
         messages.success(request, message)
-        return redirect("registry:import", run.pk)
+        return redirect("registry:import", run.public_id)
     return render(request, "registry/imports.jinja", {"form": form, "runs": uploads.recent_runs()})
 
 
 @login_required
 @require_GET
-def import_run(request, pk):
+def import_run(request, public_id):
     """An import's page: its progress while it runs (htmx polls the status fragment), then its
     report. The report shows counts, line numbers and reasons, no patient's details."""
     if not can_import_registry(request.user):
         raise PermissionDenied
-    run = get_object_or_404(ImportRun.objects.select_related("requested_by"), pk=pk)
+    run = get_object_or_404(ImportRun.objects.select_related("requested_by"), public_id=public_id)
     context = {"run": run, "quarantined": uploads.quarantined_rows(run)}
     if request.htmx:
         # The live region is filled only when the status changes, not at every poll.

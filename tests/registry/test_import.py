@@ -12,7 +12,15 @@ from demo.synthetic import synthetic_nhs_number
 from records.models import Patient
 from registry import cosd, importer
 from registry.importer import import_treatments, import_tumours
-from registry.models import ImportRun, QuarantinedRow, Registration, RegistrationHistory, Treatment
+from registry.models import (
+    ImportedPatient,
+    ImportRun,
+    QuarantinedRow,
+    Registration,
+    RegistrationHistory,
+    Surname,
+    Treatment,
+)
 from tests.factories import OrganisationFactory, PatientFactory, PracticeFactory, UserFactory
 
 from .conftest import treatment_row, tumour_row
@@ -596,3 +604,62 @@ def test_the_command_fails_only_for_a_file_it_cannot_read(write_csv, tmp_path):
             stdout=out,
         )
     assert "Treatments not imported: the tumour file could not be read." in out.getvalue()
+
+
+def test_patients_an_import_creates_are_marked_unconfirmed(write_csv):
+    """Hazard H15: their restriction status is not known until the demographics service is
+    asked; an index entry that was already there is not marked."""
+    existing = PatientFactory()
+    new_nhs = synthetic_nhs_number(8301)
+    import_tumours(
+        write_csv(
+            [
+                tumour_row(local_tumour_id="T1", nhs_number=existing.nhs_number),
+                tumour_row(local_tumour_id="T2", nhs_number=new_nhs),
+                tumour_row(local_tumour_id="T3", nhs_number=new_nhs),  # one patient, two tumours
+            ]
+        )
+    )
+
+    created = Patient.objects.get(nhs_number=new_nhs)
+    marked = ImportedPatient.objects.get()
+    assert marked.patient == created and marked.created_at >= created.updated_at
+    assert not created.restricted
+
+
+def test_the_surname_counts_follow_imports_and_later_submissions(write_csv):
+    rows = [
+        tumour_row(local_tumour_id="T1", family_name="Smith"),
+        tumour_row(local_tumour_id="T2", family_name="smith", nhs_number=synthetic_nhs_number(2)),
+    ]
+    import_tumours(write_csv(rows))
+    import_tumours(write_csv(rows))  # again: nothing changes
+    assert dict(Surname.objects.values_list("name", "registrations")) == {"SMITH": 2}
+
+    renamed = tumour_row(local_tumour_id="T1", family_name="Smyth", submission_date="2024-06-01")
+    import_tumours(write_csv([renamed]))
+
+    named = Surname.objects.filter(registrations__gt=0)
+    assert dict(named.values_list("name", "registrations")) == {"SMITH": 1, "SMYTH": 1}
+
+
+def test_a_batch_merge_looks_rows_up_whatever_the_planners_statistics_say(write_csv, monkeypatch):
+    """No planner settings, and each look-up of a staged row is a correlated subquery (an index
+    look-up per row): the merge must not depend on statistics that lag behind a large load."""
+    monkeypatch.setattr(importer, "BATCH_ROWS", 2)
+    rows = [
+        tumour_row(local_tumour_id=f"T{n}", nhs_number=synthetic_nhs_number(n)) for n in range(5)
+    ]
+    run = import_tumours(write_csv(rows))
+    assert (run.status, run.rows_created) == ("done", 5)
+
+    load = importer._TumourLoad()
+    load.create_stage(run)
+    try:
+        begin = load._begin_sql.as_string(None)
+        merge = load._merge_sql.as_string(None)
+    finally:
+        load.drop_stage()
+    assert "set_config" not in begin and "enable_" not in merge
+    assert " JOIN records_patient" not in merge and "JOIN registry_registration r ON" not in merge
+    assert "ON CONFLICT (submitting_org, local_tumour_id)" not in merge

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connections
 from django.utils import timezone
 
 from accounts.models import AuditEvent, Role
@@ -17,8 +18,12 @@ from config.celery import app as celery_app
 from demo.synthetic import synthetic_nhs_number
 from mdt import services
 from mdt.models import Case
-from registry import cosd
-from registry.models import ImportRun, QuarantinedRow, Registration, Treatment
+from records.demographics import Demographics
+from records.models import Patient
+from records.patient_index import apply_demographics
+from registry import cosd, uploads
+from registry.importer import import_tumours
+from registry.models import ImportedPatient, ImportRun, QuarantinedRow, Registration, Treatment
 from registry.tasks import run_registry_import
 from tests.factories import (
     CaseFactory,
@@ -200,6 +205,30 @@ def test_a_restricted_patients_registry_postcode_is_not_shown(client, coordinato
     assert "QX9 9ZZ" not in page
     assert "Restricted record" in page
     assert "B9 9AA" in page
+
+
+def test_an_imported_patients_postcode_is_not_shown_before_the_demographics_service_is_asked(
+    client, coordinator, write_csv
+):
+    """Hazard H15: the import created the index entry (restricted=False by default); whether the
+    patient is restricted is not known until the demographics service is asked."""
+    nhs = synthetic_nhs_number(8801)
+    import_tumours(
+        write_csv([tumour_row(nhs_number=nhs, family_name="Newcomer", postcode="QX8 8ZZ")])
+    )
+    patient = Patient.objects.get(nhs_number=nhs)
+    assert not patient.restricted and ImportedPatient.objects.filter(patient=patient).exists()
+
+    page = body(search(client, name="Newcomer"))
+
+    assert "NEWCOMER" in page and "QX8 8ZZ" not in page
+    assert "Not shown until the demographics service has confirmed" in page
+
+    apply_demographics(
+        Demographics(nhs_number=nhs, given_name="Ada", family_name="Newcomer", postcode="QX8 8ZZ"),
+        patient,
+    )
+    assert "QX8 8ZZ" in body(search(client, name="Newcomer"))
 
 
 @pytest.mark.parametrize("role", [Role.CLINICIAN, Role.CHAIR, Role.GP, Role.ADMIN])
@@ -472,7 +501,7 @@ def test_uploading_stores_the_file_records_a_queued_run_and_enqueues_it_after_co
 
     run = ImportRun.objects.get()
     assert response.status_code == 302
-    assert response["Location"] == f"/registry/imports/{run.pk}/"
+    assert response["Location"] == f"/registry/imports/{run.public_id}/"
     assert (run.kind, run.status, run.file_name, run.requested_by) == (
         "tumours",
         "queued",
@@ -515,7 +544,7 @@ def test_uploading_both_files_imports_the_treatments_after_their_tumours(
         1,
     )
     assert Registration.objects.count() == 2 and Treatment.objects.count() == 1
-    report = body(client.get(f"/registry/imports/{treatment_run.pk}/"))
+    report = body(client.get(f"/registry/imports/{treatment_run.public_id}/"))
     assert "Rows set aside" in report and "No tumour registration has" in report
 
 
@@ -564,11 +593,11 @@ def test_a_running_import_shows_a_progress_bar_that_polls_every_second(client, a
         rows_read=5000 if status == "running" else 0,
     )
 
-    page = body(client.get(f"/registry/imports/{run.pk}/"))
-    fragment = body(client.get(f"/registry/imports/{run.pk}/", headers=HTMX))
+    page = body(client.get(f"/registry/imports/{run.public_id}/"))
+    fragment = body(client.get(f"/registry/imports/{run.public_id}/", headers=HTMX))
 
     for shown in (page, fragment):
-        assert f'hx-get="/registry/imports/{run.pk}/"' in shown
+        assert f'hx-get="/registry/imports/{run.public_id}/"' in shown
         assert 'hx-trigger="every 1s"' in shown
         expected = 25 if status == "running" else 0
         assert re.search(
@@ -582,7 +611,7 @@ def test_a_running_import_shows_a_progress_bar_that_polls_every_second(client, a
 
 def test_the_live_region_is_filled_only_when_the_status_changes(client, admin):
     run = ImportRun.objects.create(kind="tumours", file_name="a.csv", status="running")
-    url = f"/registry/imports/{run.pk}/"
+    url = f"/registry/imports/{run.public_id}/"
 
     same = body(client.get(url, {"seen": "running"}, headers=HTMX))
     changed = body(client.get(url, {"seen": "queued"}, headers=HTMX))
@@ -614,7 +643,9 @@ def test_a_finished_import_shows_its_report_and_stops_polling(client, admin):
         run=run, line=3, reasons=["First reason.", "Second reason."], values={}
     )
 
-    fragment = body(client.get(f"/registry/imports/{run.pk}/", {"seen": "running"}, headers=HTMX))
+    fragment = body(
+        client.get(f"/registry/imports/{run.public_id}/", {"seen": "running"}, headers=HTMX)
+    )
 
     assert "hx-get" not in fragment and "<progress" not in fragment
     assert "Import done: 10 rows read, 2 set aside." in fragment
@@ -635,7 +666,7 @@ def test_the_report_shows_the_first_200_rows_set_aside(client, admin):
         for line in range(2, 207)
     )
 
-    page = body(client.get(f"/registry/imports/{run.pk}/"))
+    page = body(client.get(f"/registry/imports/{run.public_id}/"))
 
     assert "Showing the first 200 of 205" in page
     assert "Reason 201." in page and "Reason 202." not in page
@@ -645,7 +676,7 @@ def test_a_failed_import_says_why(client, admin):
     run = ImportRun.objects.create(
         kind="tumours", file_name="x.csv", status="failed", error="The file is empty."
     )
-    page = body(client.get(f"/registry/imports/{run.pk}/"))
+    page = body(client.get(f"/registry/imports/{run.public_id}/"))
     assert "The import did not finish" in page and "The file is empty." in page
 
 
@@ -656,7 +687,7 @@ def test_only_administrators_upload_and_read_imports(client, meeting, role):
 
     assert client.get(IMPORTS).status_code == 403
     assert client.post(IMPORTS, {"tumours": csv_upload([tumour_row()])}).status_code == 403
-    assert client.get(f"/registry/imports/{run.pk}/", headers=HTMX).status_code == 403
+    assert client.get(f"/registry/imports/{run.public_id}/", headers=HTMX).status_code == 403
     assert ImportRun.objects.count() == 1
 
 
@@ -711,3 +742,119 @@ def test_treatments_are_not_imported_when_their_tumours_file_failed(region, writ
 
 def test_a_run_that_no_longer_exists_is_skipped():
     assert run_registry_import.run(987654) == "missing"
+
+
+# --- upload retention and the sweep -----------------------------------------------------------
+
+
+def upload_both(client, admin_user, **kwargs):
+    tumours = csv_upload([tumour_row(local_tumour_id="T1"), tumour_row(icd10="E11")])
+    treatments = csv_upload([treatment_row()], items=cosd.TREATMENT_ITEMS, name="treatments.csv")
+    client.force_login(admin_user)
+    client.post(IMPORTS, {"tumours": tumours, "treatments": treatments}, **kwargs)
+    return ImportRun.objects.get(kind="tumours"), ImportRun.objects.get(kind="treatments")
+
+
+def test_an_uploaded_file_is_deleted_when_its_import_finishes_and_the_report_is_kept(
+    client, admin, region, media_root, eager_celery, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        tumour_run, treatment_run = upload_both(client, admin)
+
+    for run in (tumour_run, treatment_run):
+        run.refresh_from_db()
+        assert run.status == "done" and run.file_deleted_at is not None
+        assert not Path(run.stored_path).exists()
+    assert not list((media_root / "registry-imports").rglob("*.csv"))
+    assert tumour_run.quarantined.count() == 1  # the report stays
+    page = body(client.get(f"/registry/imports/{tumour_run.public_id}/"))
+    assert "The uploaded file was deleted when the import finished" in page
+    assert "Rows set aside" in page
+
+
+def test_a_file_named_on_the_command_line_is_never_deleted(region, write_csv):
+    run = stored_run(write_csv, [tumour_row()])
+
+    run_registry_import.run(run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "done" and Path(run.stored_path).is_file()
+    assert run.file_deleted_at is None
+
+
+def test_the_sweep_enqueues_again_the_runs_whose_message_was_lost(
+    client, admin, region, media_root, django_capture_on_commit_callbacks, monkeypatch
+):
+    with django_capture_on_commit_callbacks(execute=False):  # the message is lost
+        tumour_run, treatment_run = upload_both(client, admin)
+    sent = []
+    monkeypatch.setattr(run_registry_import, "delay", lambda *args: sent.append(args))
+    soon = timezone.now() + timedelta(minutes=5)
+    later = timezone.now() + uploads.REQUEUE_AFTER + timedelta(minutes=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert uploads.sweep(now=soon) == {"requeued": 0, "deleted": 0}  # not stale yet
+        assert uploads.sweep(now=later) == {"requeued": 1, "deleted": 0}
+        # Handed over again just now: not again at the next beat.
+        assert uploads.sweep(now=later + timedelta(minutes=5))["requeued"] == 0
+
+    assert sent == [(tumour_run.pk, treatment_run.pk)]
+    # The re-sent message runs both, in order; a duplicate of it changes nothing.
+    assert run_registry_import.run(*sent[0]) == "done"
+    assert run_registry_import.run(*sent[0]) == "done"
+    tumour_run.refresh_from_db()
+    treatment_run.refresh_from_db()
+    assert (tumour_run.status, tumour_run.rows_created) == ("done", 1)
+    assert (treatment_run.status, treatment_run.rows_created) == ("done", 1)
+    assert Registration.objects.count() == 1 and Treatment.objects.count() == 1
+    assert tumour_run.file_deleted_at and treatment_run.file_deleted_at
+
+
+def test_the_sweep_enqueues_a_treatments_run_left_behind_by_its_finished_tumours_run(
+    region, write_csv, monkeypatch, django_capture_on_commit_callbacks
+):
+    tumour_run = stored_run(write_csv, [tumour_row()])
+    run_registry_import.run(tumour_run.pk)
+    treatment_run = stored_run(write_csv, [treatment_row()], kind="treatments", follows=tumour_run)
+    ImportRun.objects.filter(pk=treatment_run.pk).update(
+        created_at=timezone.now() - timedelta(hours=1)
+    )
+    sent = []
+    monkeypatch.setattr(run_registry_import, "delay", lambda *args: sent.append(args))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        uploads.sweep()
+
+    assert sent == [(tumour_run.pk, treatment_run.pk)]
+    run_registry_import.run(*sent[0])
+    treatment_run.refresh_from_db()
+    assert (treatment_run.status, treatment_run.rows_created) == ("done", 1)
+
+
+def test_a_run_another_worker_is_running_is_left_to_it(region, write_csv):
+    run = stored_run(write_csv, [tumour_row()], status="running")
+    key = (uploads._RUN_LOCK_CLASS, run.pk)
+    with connections["default"].cursor():
+        pass
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", key)
+        assert run_registry_import.run(run.pk) == "running"
+        assert not Registration.objects.exists()
+    finally:
+        other.close()
+    assert run_registry_import.run(run.pk) == "done"  # a worker that died: run again
+
+
+def test_a_failed_run_is_not_run_again(region, tmp_path):
+    broken = tmp_path / "broken.csv"
+    broken.write_text("NOT A HEADER\n")
+    run = ImportRun.objects.create(kind="tumours", file_name="broken.csv", stored_path=str(broken))
+    run_registry_import.run(run.pk)
+    run.refresh_from_db()
+    error, finished_at = run.error, run.finished_at
+
+    assert run_registry_import.run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert (run.error, run.finished_at) == (error, finished_at)

@@ -5,11 +5,16 @@ patient's postcode never leaves the search."""
 from datetime import date
 
 import pytest
+from django.contrib.postgres.search import TrigramSimilarity
 from django.db import connection, transaction
+from django.db.models.functions import Upper
 from django.test.utils import CaptureQueriesContext
 
 from demo.synthetic import synthetic_nhs_number
+from records.demographics import Demographics
 from records.nhs_numbers import InvalidNHSNumber
+from records.patient_index import apply_demographics
+from registry.models import ImportedPatient, Registration, Surname
 from registry.search import UnknownSite, parse_site, search_registrations
 from tests.factories import PatientFactory
 
@@ -218,17 +223,106 @@ def test_a_search_is_two_queries_whatever_the_page_size():
     assert len(small) == len(large) == 2  # the ranked ids, then their rows
 
 
-def test_the_name_search_is_answered_by_the_trigram_index_on_upper_family_name():
-    """The index is the one the model declares (GIN, gin_trgm_ops on UPPER(family_name)); the
-    test table is small, so the planner is told not to scan it, to see that it *can* use it."""
+def test_the_name_search_matches_surnames_by_trigram_index_then_registrations_by_btree():
+    """The indexes are the ones the models declare (GIN, gin_trgm_ops on Surname.name; the
+    btree on UPPER(family_name) in the page's order); the test tables are small, so the planner
+    is told not to scan them, to see that it *can* use them."""
     make_registration(family_name="Smith")
     with CaptureQueriesContext(connection) as captured:
         search_registrations(name="Smyth")
     search_sql = captured.captured_queries[0]["sql"]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(f"EXPLAIN {search_sql}")  # noqa: S608 - the ORM's own SQL, no user input
+        cursor.execute(f"EXPLAIN {search_sql}")  # noqa: S608 - our own SQL, no user input
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
-    assert "registration_family_trgm" in plan, plan
+    assert "surname_trgm" in plan, plan
+    assert "registration_surname_order" in plan, plan
     assert "Seq Scan on registry_registration" not in plan, plan
+    assert "Sort" not in plan.split("->  Index")[-1], plan  # each surname's rows come in order
+
+
+def test_the_surname_counts_follow_every_write_to_the_registrations():
+    def counts():
+        return dict(
+            Surname.objects.filter(registrations__gt=0).values_list("name", "registrations")
+        )
+
+    first = make_registration(family_name="Smith")
+    make_registration(family_name="SMITH")
+    make_registration(family_name="Jones")
+    assert counts() == {"SMITH": 2, "JONES": 1}
+
+    first.family_name = "Smyth"
+    first.save()
+    Registration.objects.filter(family_name="Jones").update(family_name="Jonas")
+    assert counts() == {"SMITH": 1, "SMYTH": 1, "JONAS": 1}
+
+    Registration.objects.filter(family_name="Jonas").delete()
+    assert counts() == {"SMITH": 1, "SMYTH": 1}
+    assert search_registrations(name="Jones").total == 0
+
+
+def test_a_name_with_other_criteria_still_matches_misspelt_names():
+    wanted = make_registration(family_name="Harris", birth_date=date(1950, 1, 31))
+    make_registration(family_name="Harris", birth_date=date(1951, 1, 31))
+
+    page = search_registrations(name="Haris", birth_date=date(1950, 1, 31))
+
+    assert (found(page), page.total) == ([wanted], 1)
+
+
+def test_the_name_search_ranks_like_the_similarity_of_each_registration():
+    """The same order as ranking every registration by similarity, then by name, birth date,
+    latest diagnosis and id (the search before the surname table)."""
+    for family, given in [("Harris", "B"), ("Harris", "A"), ("Harri", "A"), ("Haris", "C")]:
+        make_registration(family_name=family, given_name=given)
+        make_registration(family_name=family, given_name=given, diagnosis_date=date(2020, 1, 1))
+    expected = list(
+        Registration.objects.annotate(similarity=TrigramSimilarity(Upper("family_name"), "HARIS"))
+        .filter(similarity__gte=0.3)
+        .order_by("-similarity", "family_name", "given_name", "birth_date", "-diagnosis_date", "id")
+    )
+
+    pages = [search_registrations(name="haris", page=n, per_page=3) for n in (1, 2, 3)]
+
+    assert [r for p in pages for r in found(p)] == expected
+    assert pages[0].total == len(expected) == 8
+
+
+def test_an_imported_patients_postcode_is_hidden_until_the_demographics_service_confirms_it():
+    """Hazard H15: an index entry an import created says restricted=False only because nobody
+    has asked the demographics service yet."""
+    patient = PatientFactory(postcode="")
+    ImportedPatient.objects.create(patient=patient, created_at=patient.updated_at)
+    linked = make_registration(patient, postcode="QX1 7ZW")
+    numbered = make_registration(
+        nhs_number=patient.nhs_number, family_name=patient.family_name, postcode="QX2 7ZW"
+    )
+
+    results = {r.registration.pk: r for r in search_registrations(name=patient.family_name).results}
+
+    assert results[linked.pk].postcode == "" and results[linked.pk].unconfirmed
+    assert results[numbered.pk].postcode == "" and results[numbered.pk].unconfirmed
+    assert not results[linked.pk].restricted
+    # The same by NHS number, and with other criteria (each path reads the same facts).
+    for page in (
+        search_registrations(nhs_number=patient.nhs_number),
+        search_registrations(name=patient.family_name, diagnosed_from=date(2000, 1, 1)),
+    ):
+        assert {r.registration.pk for r in page.results} == {linked.pk, numbered.pk}
+        assert all(r.unconfirmed and not r.postcode for r in page.results)
+
+    apply_demographics(
+        Demographics(
+            nhs_number=patient.nhs_number,
+            given_name=patient.given_name,
+            family_name=patient.family_name,
+            birth_date=patient.birth_date,
+            postcode="B1 1AA",
+        ),
+        patient,
+    )
+    results = {r.registration.pk: r for r in search_registrations(name=patient.family_name).results}
+
+    assert results[linked.pk].postcode == "QX1 7ZW" and not results[linked.pk].unconfirmed

@@ -6,7 +6,9 @@ from datetime import date
 import pytest
 
 from demo.synthetic import synthetic_nhs_number
+from registry import cosd
 from registry.validation import (
+    FastTumourRows,
     TreatmentRowChecker,
     TumourRowChecker,
     normalise_icd10,
@@ -310,3 +312,77 @@ def test_a_treatment_needs_its_tumour_key_modality_and_start_date():
         "CR2040 CANCER TREATMENT MODALITY: missing; this item is required.",
         "CR1370 TREATMENT START DATE (CANCER): missing; this item is required.",
     ]
+
+
+# --- the importer's fast path -------------------------------------------------------------------
+
+_FIELDS = [item.field for item in cosd.TUMOUR_ITEMS]
+_VARIANTS = [
+    {},
+    {"icd10": "c341", "t": "ct2A", "n": "n1", "stage_group": "3a", "laterality": "l", "sex": "x"},
+    {"submitting_org": " rrk ", "postcode": "b1 1aa", "gp_practice": "m85011"},
+    {"submitting_org": "XYZ"},  # unknown: flagged, loaded
+    {"birth_date": "31/01/1950", "diagnosis_date": "01/05/2023", "submission_date": "01/03/2024"},
+    {"nhs_number": " 999 000 0026 "},
+    {"nhs_number": "9990000027"},  # check digit
+    {"nhs_number": "0101011234"},  # Scotland's CHI range
+    {"nhs_number": "4857773456"},  # England
+    {"nhs_number": "4857773457"},
+    {"nhs_number": "48577734５6"},  # a digit of another script
+    {"nhs_number": ""},
+    {"family_name": ""},
+    {"family_name": "X" * 101},
+    {"given_name": "  Ann  "},
+    {"icd10": "E11"},
+    {"icd10": "C61X"},
+    {"t": "T9"},
+    {"stage_group": "stage IIIA"},
+    {"sex": "7"},
+    {"sex": "", "laterality": "", "basis": "", "performance_status": "", "postcode": ""},
+    {"basis": "3"},
+    {"performance_status": "5"},
+    {"diagnosis_date": "1949-01-01"},  # before birth
+    {"diagnosis_date": "2030-01-01"},  # future
+    {"submission_date": "2024-02-30"},
+    {"morphology": "8140/3 too long"},
+    {"grade": "G2", "tnm_edition": "8"},
+    {"local_tumour_id": "T" * 51},
+]
+
+
+# Valid, but left to the full check (spaces to remove; Scotland's numbers also encode a date).
+_UNUSUAL_NHS_NUMBERS = {" 999 000 0026 ", "0101011234"}
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+@pytest.mark.parametrize("changes", _VARIANTS)
+def test_the_fast_path_gives_the_full_checks_answer_or_leaves_the_row_to_it(
+    changes, synthetic, settings
+):
+    settings.ALLOW_SYNTHETIC_NHS_NUMBERS = synthetic
+    checker = TumourRowChecker(today=TODAY, known_orgs={"RRK", "M85011"})
+    fields = list(reversed(_FIELDS))  # any column order
+    raw = tumour_row(**changes)
+    row = [raw[name] for name in fields]
+
+    fast = FastTumourRows(checker, fields)(row)
+    full = checker(raw)
+
+    if fast is None:
+        # Left to the full check: only rows that break a rule, or are unusual.
+        assert full.reasons or changes.get("nhs_number") in _UNUSUAL_NHS_NUMBERS
+    else:
+        assert full.ok
+        expected = ["" if full.values[name] is None else str(full.values[name]) for name in _FIELDS]
+        assert fast == [*expected, full.values["submitting_org_known"]]
+
+
+def test_a_plain_valid_row_takes_the_fast_path_even_without_optional_columns():
+    checker = TumourRowChecker(today=TODAY, known_orgs={"RRK"})
+    required = [item.field for item in cosd.TUMOUR_ITEMS if item.required]
+    raw = tumour_row()
+
+    values = FastTumourRows(checker, required)([raw[name] for name in required])
+
+    assert values is not None
+    assert values[_FIELDS.index("sex")] == "" and values[_FIELDS.index("icd10")] == "C34.1"

@@ -12,6 +12,9 @@ from registry.models import ImportRun
 
 
 class Command(BaseCommand):
+    # No system checks: they import every app's URLs and views, seconds of start-up that a data
+    # load does not need (migrate and the web server run them).
+    requires_system_checks = []
     help = (
         "Imports a cancer registry tumour file (COSD items, one row per tumour) and, optionally, "
         "its treatments file, then prints the report. Exits non-zero only for a file that cannot "
