@@ -50,7 +50,9 @@ POLL_S = 0.05
 PHASE_TIMEOUT_S = 150.0
 POOL_FOR_DIAGNOSIS = 1000
 WARMUP_CASES = 4
-ARRIVAL_ORDER = (False, True, True, False, False, True)  # with the dead source?
+# With the dead source? Adjacent runs form pairs (control, dead) or (dead, control): the extra is
+# the median of the pairs' differences, each pair measured under nearly the same machine load.
+ARRIVAL_ORDER = (False, True, True, False, False, True, True, False)
 # The sequential baseline is long (every request waits for the one before it: ~1.6 s a patient,
 # ~100 s for 60): it is measured on this many cases and extrapolated to CASES (the first patient
 # also reads each CapabilityStatement), which keeps the whole benchmark under 5 minutes with
@@ -557,6 +559,79 @@ def _client_cost(rounds: int = 5) -> dict:
     }
 
 
+def _cpu_costs(histories: Path, refresh: Phase, patient_ids: list[int]) -> dict:
+    """CPU of the two libraries every patient goes through, each measured alone in this process
+    (thread CPU time, so the local source's threads are not counted): one GET through an
+    `httpx.AsyncClient` made as `records.federation` makes them (shared TLS context, a pool of
+    CONCURRENCY_PER_SOURCE // WORKER_CONCURRENCY connections, as in one worker process) from a
+    `FhirServer` without latency; and reading one resource of the demo charts with
+    `records.fhir_parse.read_resource` (fhir.resources R4B). With the refresh's own counts of
+    requests and resources per patient."""
+    import threading
+
+    import httpx
+
+    from demo.fhir_server import FhirServer
+    from records.federation import TLS
+    from records.fhir_parse import read_resource
+    from records.models import Snapshot, SourceResult
+
+    requests, concurrency = 200, max(1, CONCURRENCY_PER_SOURCE // WORKER_CONCURRENCY)
+    resources = []
+    for path in sorted(histories.glob("*/*.json"))[:40]:
+        data = json.loads(path.read_text())
+        if data.get("resourceType") == "Bundle":
+            resources += [entry["resource"] for entry in data.get("entry") or []]
+    for resource in resources:  # warm
+        read_resource(resource)
+    started = time.thread_time()
+    for resource in resources:
+        read_resource(resource)
+    resource_ms = (time.thread_time() - started) * 1000 / max(1, len(resources))
+
+    measured: dict = {}
+    with FhirServer(histories / "RRK") as server:
+        url = f"{server.base_url}/metadata"
+
+        async def fetch_all() -> None:
+            limits = httpx.Limits(
+                max_connections=concurrency, max_keepalive_connections=concurrency
+            )
+            async with httpx.AsyncClient(verify=TLS, limits=limits) as client:
+                slots = asyncio.Semaphore(concurrency)
+
+                async def one() -> None:
+                    async with slots, client.stream("GET", url) as response:
+                        async for _ in response.aiter_bytes():
+                            pass
+
+                await asyncio.gather(*(one() for _ in range(2 * concurrency)))  # warm
+                started = time.thread_time()
+                await asyncio.gather(*(one() for _ in range(requests)))
+                measured["request_ms"] = (time.thread_time() - started) * 1000 / requests
+
+        thread = threading.Thread(target=lambda: asyncio.run(fetch_all()))
+        thread.start()
+        thread.join()
+    snapshots = Snapshot.objects.filter(
+        patient_id__in=patient_ids, created_at__gte=refresh.since, created_at__lte=refresh.until
+    )
+    kept = SourceResult.objects.filter(snapshot__in=snapshots)
+    per_patient = max(1, snapshots.count())
+    total_resources = sum(
+        (counts or {}).get("resources", 0) for counts in kept.values_list("counts", flat=True)
+    )
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "request_ms": round(measured.get("request_ms", 0.0), 2),
+        "resources": len(resources),
+        "resource_ms": round(resource_ms, 3),
+        "requests_per_patient": round(sum(refresh.requests.values()) / per_patient, 1),
+        "resources_per_patient": round(total_resources / per_patient, 1),
+    }
+
+
 def _product_state() -> dict:
     """What the measured code does, for the docs' proposals (the record store is being worked
     on: a proposal must not ask for what is already there)."""
@@ -575,9 +650,13 @@ def _product_state() -> dict:
         "bounded_in_flight": "Semaphore" in source(populate._ask_all),
         "chunked_meeting": hasattr(tasks, "populate_case_chunk")
         or "apply_async" in source(tasks.populate_meeting),
-        "shared_ssl_context": "verify=" in source(federation.Federation.__init__),
+        "shared_ssl_context": "verify="
+        in source(federation.Federation.__init__)
+        + source(getattr(federation.Federation, "_client", federation.Federation.__init__)),
         "blocking_breaker_pool": "BlockingConnectionPool" in source(breaker.CircuitBreaker),
         "sniffio_missing": importlib.util.find_spec("sniffio") is None,
+        "raw_through_unnest": "bulk_create"
+        in source(populate.freeze) + source(getattr(populate, "freeze_all", populate.freeze)),
     }
 
 
@@ -694,6 +773,8 @@ def _top_functions(stats, count: int = 14) -> list[dict]:
                 "(parse_bundle)",
                 "(assess)",
                 "(freeze)",
+                "(freeze_all)",
+                "(_insert_source_results)",
                 "(normalise)",
                 "(merge)",
                 "(check_identity)",
@@ -846,6 +927,7 @@ def run() -> dict:
         print(f"bench: sequential {seq['sequential_s']:.1f} s", file=sys.stderr)
 
         client_cost = _client_cost()
+        cpu_costs = _cpu_costs(histories, refresh, patient_ids)
 
         # 4. A miss: the same population outside Celery, timed and profiled.
         diagnosis = None
@@ -866,6 +948,10 @@ def run() -> dict:
     # Medians: the machine is shared, and one run slowed by other work must not decide.
     control_s = statistics.median(p.wall_s for p in arrivals)
     dead_s = statistics.median(p.wall_s for p in dead_runs)
+    # Each dead run against the control run next to it (ARRIVAL_ORDER pairs them).
+    paired = _paired_differences(
+        ARRIVAL_ORDER, [p.wall_s for p in arrivals], [p.wall_s for p in dead_runs]
+    )
     # The same extra estimated from the asking alone: the time the dead run's cases spent
     # asking beyond the control's, spread over the worker's processes.
     added_asking = (
@@ -880,12 +966,14 @@ def run() -> dict:
         "wall_s": round(refresh.wall_s, 2) if refresh.wall_s is not None else None,
         "sequential_s": seq["sequential_s"],
         "lower_bound_s": round(lower_bound_trips * LATENCY_MS / 1000, 2),
-        "dead_source_extra_s": round(dead_s - control_s, 2),
+        "dead_source_extra_s": round(statistics.median(paired), 2),
         "dead_source_requests": max(p.requests["dead"] for p in dead_runs),
         "refresh_error": refresh.error or None,
         "concurrency_bound_s": round(waves * LATENCY_MS / 1000, 2),
         "one_after_another_s": round(control_s, 2),
         "one_after_another_dead_s": round(dead_s, 2),
+        "_extra_of_medians_s": round(dead_s - control_s, 2),
+        "_paired_extra_s": [round(d, 2) for d in paired],
         "diagnosis_wall_s": round(diagnosis["timed"]["wall_s"], 2)
         if diagnosis and "wall_s" in diagnosis["timed"]
         else None,
@@ -894,6 +982,7 @@ def run() -> dict:
         "_fastest_alone_ms": fastest_alone_ms,
         "_load_at_start": load_at_start,
         "_client_cost": client_cost,
+        "_cpu_costs": cpu_costs,
         "_breaker": {
             "failures": settings.FEDERATION_BREAKER_FAILURES,
             "cool_off_s": settings.FEDERATION_BREAKER_COOL_OFF_S,
@@ -919,6 +1008,17 @@ def run() -> dict:
         "_diagnosis": diagnosis,
         "_web_workers": server.workers,
     }
+
+
+def _paired_differences(order, control: list[float], dead: list[float]) -> list[float]:
+    """dead - control for each adjacent pair of runs in `order` (True: with the dead source)."""
+    runs, controls, deads = [], iter(control), iter(dead)
+    for with_dead in order:
+        runs.append((with_dead, next(deads) if with_dead else next(controls)))
+    differences = []
+    for (first_dead, first), (_, second) in zip(runs[0::2], runs[1::2], strict=True):
+        differences.append(first - second if first_dead else second - first)
+    return differences
 
 
 # --- docs/benchmarks.md -----------------------------------------------------------------------
@@ -1007,10 +1107,13 @@ def markdown(result: dict) -> str:
         f"at once) and `timeout_s={r['_dead_timeout_s']:g}`, its breaker reset first. Cases "
         "arrive one after another: each case's own refresh (`POST /cases/<id>/refresh/`, which "
         f"enqueues `populate_case`), {r['cases']} POSTs in a row, until every case is "
-        "populated. Runs without and with the dead source alternate (without, with, with, "
-        "without, without, with) and the extra is the difference of their medians (the "
-        "machine is shared with other work: one slowed run must not decide); requests that "
-        "reached the dead source are the server's own count.",
+        "populated. Runs without and with the dead source alternate in adjacent pairs ("
+        + ", ".join("with" if d else "without" for d in ARRIVAL_ORDER)
+        + "); the extra is the median of the pairs' differences (each pair runs under nearly "
+        "the same load of this shared machine, whose load drifts over a run of several "
+        f"minutes; the pairs gave {', '.join(f'{d:+.2f}' for d in r['_paired_extra_s'])} s, "
+        f"and the difference of the two medians is {r['_extra_of_medians_s']:+.2f} s); "
+        "requests that reached the dead source are the server's own count.",
         "",
         "| measure | result | target |",
         "| --- | ---: | --- |",
@@ -1221,12 +1324,44 @@ def _proposal_lines(r: dict) -> list[str]:
                 "in `mdt.tasks.populate_meeting`, share the cases out between the worker's "
                 "processes (one task uses one core)"
             )
-        changes.append(
-            "make each freeze cheaper: `SourceResult.raw` (every FHIR response) goes through "
-            "Django 5.2's `UNNEST` bulk insert as a `text[]` array, escaped in Python "
-            "(`psycopg/types/array.py` and `re` template expansion in the profile); insert "
-            "these rows without `UNNEST`, or keep the raw responses out of the hot path"
-        )
+        if state["raw_through_unnest"]:
+            changes.append(
+                "make each freeze cheaper: `SourceResult.raw` (every FHIR response) goes "
+                "through Django 5.2's `UNNEST` bulk insert as a `text[]` array, escaped in "
+                "Python (`psycopg/types/array.py` and `re` template expansion in the profile); "
+                "insert these rows without `UNNEST`, or keep the raw responses out of the hot "
+                "path"
+            )
+        costs = r.get("_cpu_costs") or {}
+        if costs.get("request_ms") and costs.get("resource_ms"):
+            per_patient = costs["requests_per_patient"] * costs["request_ms"]
+            parsing = costs["resources_per_patient"] * costs["resource_ms"]
+            changes.append(
+                "the CPU per patient that is left is mostly two libraries' own: measured here, "
+                f"outside the product, one request through `httpx.AsyncClient` costs "
+                f"{costs['request_ms']:.2f} ms of CPU (one thread, {costs['requests']} GETs "
+                f"{costs['concurrency']} at a time from a local source without latency; a "
+                f"patient needs {costs['requests_per_patient']:.1f} requests, ≈ "
+                f"{per_patient:.0f} ms), where `aiohttp` would cost about a fifth "
+                "(measured at 0.45 ms against 2.6 ms per request on this machine while "
+                "this benchmark was being changed; not a dependency of the project, so not "
+                "measured here), and reading one resource with `fhir.resources` R4B "
+                f"costs {costs['resource_ms']:.2f} ms ({costs['resources']} resources of the "
+                f"demo charts; a patient has {costs['resources_per_patient']:.0f}, ≈ "
+                f"{parsing:.0f} ms, and each page's Bundle envelope is read with the R4B "
+                "`Bundle` model too), most of it `fhir_core`'s Python validators run for every "
+                "nested element (`reject_null_complex_elements` walks every field of the "
+                "element's model each time). Those two alone ≈ "
+                f"{per_patient + parsing:.0f} ms of the "
+                f"{refresh['worker_cpu_s'] * 1000 / r['cases']:.0f} ms of worker CPU per patient "
+                "measured in the refresh; the rest, in the profile above, is the event loop and "
+                "the breaker's Redis calls on the asking thread, and the freeze's database work "
+                "on the calling thread, which waits for the GIL while the asking thread parses "
+                "(hence `psycopg`'s send and wait high in a profile of every thread). Next: an "
+                "HTTP client with less overhead per request for the FHIR sources (a change "
+                "of ADR-007, which names httpx), or fewer requests (one batch "
+                "for several patients' searches)"
+            )
         if not state["shared_ssl_context"]:
             changes.append(
                 "create the run's `httpx.AsyncClient`s with one shared SSL context (see the "

@@ -17,8 +17,9 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
-from .breaker import CircuitBreaker
+from .breaker import BreakerState, CircuitBreaker
 from .fhir_parse import FhirOperationOutcome, NotFHIR, parse_bundle, split_batch_response
+from .identity import distinct_patients
 from .models import Source, SourceResult
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -132,17 +133,8 @@ class Federation:
         self.sources = sources
         self.breaker = breaker or CircuitBreaker()
         self.concurrency = limit = concurrency or settings.FEDERATION_CONCURRENCY_PER_SOURCE
-        self._clients = {
-            s.id: httpx.AsyncClient(
-                verify=TLS,
-                headers=dict(s.headers),
-                auth=s.basic_auth,
-                timeout=httpx.Timeout(s.timeout_s),
-                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-                follow_redirects=False,
-            )
-            for s in sources
-        }
+        # Made on a source's first request: a source whose breaker is open gets none.
+        self._clients: dict[int, httpx.AsyncClient] = {}
         self._slots = {s.id: asyncio.Semaphore(limit) for s in sources}
         self._batch_support: dict[int, asyncio.Task] = {}
 
@@ -155,12 +147,40 @@ class Federation:
         await asyncio.gather(*(client.aclose() for client in self._clients.values()))
         await self.breaker.close()
 
-    async def ask_all(self, nhs_number: str) -> list[SourceAnswer]:
-        return list(await asyncio.gather(*(self.ask(s, nhs_number) for s in self.sources)))
+    def _client(self, source: SourceConfig) -> httpx.AsyncClient:
+        client = self._clients.get(source.id)
+        if client is None:
+            client = self._clients[source.id] = httpx.AsyncClient(
+                verify=TLS,
+                headers=dict(source.headers),
+                auth=source.basic_auth,
+                timeout=httpx.Timeout(source.timeout_s),
+                limits=httpx.Limits(
+                    max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+                ),
+                follow_redirects=False,
+            )
+        return client
 
-    async def ask(self, source: SourceConfig, nhs_number: str) -> SourceAnswer:
+    async def ask_all(self, nhs_number: str) -> list[SourceAnswer]:
+        # Every source's breaker in one round trip to Redis.
+        states = await self.breaker.check_all([s.id for s in self.sources])
+        return list(
+            await asyncio.gather(
+                *(
+                    self.ask(s, nhs_number, state)
+                    for s, state in zip(self.sources, states, strict=True)
+                )
+            )
+        )
+
+    async def ask(
+        self, source: SourceConfig, nhs_number: str, state: BreakerState | None = None
+    ) -> SourceAnswer:
+        """One source's answer; `state` is its breaker's, if just read (else it is read here)."""
         answer = SourceAnswer(source)
-        state = await self.breaker.check(source.id)
+        if state is None:
+            state = await self.breaker.check(source.id)
         if state.open:
             since = timezone.localtime(datetime.fromtimestamp(state.since, UTC))
             answer.status = Status.SKIPPED
@@ -181,16 +201,23 @@ class Federation:
         except (SourceProblem, NotFHIR, FhirOperationOutcome) as error:
             answer.status = Status.ERROR
             answer.detail = str(error)
-            await self.breaker.succeeded(source.id)  # it answered: it is alive
+            await self._alive(source, state)  # it answered: it is alive
         except Exception as error:  # noqa: BLE001 - one odd answer must not fail every patient
             logger.exception("Unexpected failure reading %s", source.name)
             answer.status = Status.ERROR
             answer.detail = f"The source's answer could not be used ({type(error).__name__})."
         else:
-            await self.breaker.succeeded(source.id)
+            await self._alive(source, state)
         finally:
             answer.elapsed_ms = round((time.monotonic() - started) * 1000)
         return answer
+
+    async def _alive(self, source: SourceConfig, state: BreakerState) -> None:
+        """Clears the source's failures, if any were on record when it was asked (one Redis
+        command saved per source and patient in the usual case; a failure another worker records
+        meanwhile is kept, not wiped by an answer to an earlier question)."""
+        if state.recorded:
+            await self.breaker.succeeded(source.id)
 
     async def _query(self, source: SourceConfig, nhs_number: str, answer: SourceAnswer) -> None:
         identifier = quote(f"{NHS_NUMBER_SYSTEM}|{nhs_number}", safe="")
@@ -221,7 +248,7 @@ class Federation:
             answer.detail = "The source does not know this NHS number."
             return
         # The same Patient sent twice (a repeated page) is one patient, as in the identity rule.
-        distinct = len({p.model_dump_json() for p in answer.patients})
+        distinct = len(distinct_patients(answer.patients))
         if distinct > 1:
             answer.status = Status.IDENTITY_MISMATCH
             answer.detail = f"The source returned {distinct} patients for one NHS number."
@@ -311,7 +338,7 @@ class Federation:
     async def _send(self, source, method, url, answer, *, keep_raw=True, json=None):
         """One request (one retry for a GET that could not connect or met a gateway error),
         read up to the size limit. Returns the parsed JSON."""
-        client = self._clients[source.id]
+        client = self._client(source)
         attempts = 2 if method == "GET" else 1
         for attempt in range(attempts):
             try:

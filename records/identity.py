@@ -97,7 +97,7 @@ def check_identity(
 
     restricted, deceased, names and birth date describe the source's single Patient whenever there
     is one, even when the rule fails; act on them only when ok."""
-    patients = _distinct(patients)
+    patients = distinct_patients(patients)
     if not patients:
         extra = (
             " It sent other records, but none can be matched to this patient." if clinical else ""
@@ -123,8 +123,11 @@ def _fail(code: str, reason: str) -> IdentityResult:
     return IdentityResult(ok=False, code=code, reason=reason)
 
 
-def _distinct(patients: list[Patient]) -> list[Patient]:
-    """The same Patient sent twice (e.g. once per page) is one Patient."""
+def distinct_patients(patients: list[Patient]) -> list[Patient]:
+    """The same Patient sent twice (e.g. once per page) is one Patient. (Serialising a Patient
+    to compare it is costly, so a single one is returned as it is.)"""
+    if len(patients) < 2:
+        return list(patients)
     seen, distinct = set(), []
     for patient in patients:
         key = patient.model_dump_json()

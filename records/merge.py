@@ -20,7 +20,7 @@ Conflicts:
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from itertools import combinations
 
 from .normalise import KINDS, Item
@@ -71,7 +71,17 @@ class MergedItem:
     sources: list[dict] = field(default_factory=list)  # {source, resource_type, resource_id}
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # What dataclasses.asdict gives, without its generic (and, for a whole record, costly)
+        # walk: the values are JSON-like already (dicts, lists, strings, numbers).
+        return {
+            "kind": self.kind,
+            "date": self.date,
+            "title": self.title,
+            "codes": _json_copy(self.codes),
+            "resource_type": self.resource_type,
+            "details": _json_copy(self.details),
+            "sources": _json_copy(self.sources),
+        }
 
     @property
     def source_names(self) -> list[str]:
@@ -99,13 +109,41 @@ class Merged:
     conflicts: list[Conflict]
 
     def as_dict(self) -> dict:
+        # Each item once: the sections hold the timeline's items again (the same dict in both
+        # places of the result, which is serialised, not changed).
+        plain = {id(item): item.as_dict() for item in self.timeline}
+
+        def as_plain(item: MergedItem) -> dict:
+            return plain.get(id(item)) or item.as_dict()
+
         return {
-            "timeline": [item.as_dict() for item in self.timeline],
+            "timeline": [plain[id(item)] for item in self.timeline],
             "sections": {
-                name: [i.as_dict() for i in items] for name, items in self.sections.items()
+                name: [as_plain(i) for i in items] for name, items in self.sections.items()
             },
-            "conflicts": [conflict.as_dict() for conflict in self.conflicts],
+            "conflicts": [
+                {
+                    "kind": conflict.kind,
+                    "description": conflict.description,
+                    "items": [as_plain(i) for i in conflict.items],
+                }
+                for conflict in self.conflicts
+            ],
         }
+
+
+def _json_copy(value):
+    """A deep copy of a JSON-like value (dicts, lists and tuples of strings, numbers...), as
+    dataclasses.asdict copies it."""
+    if isinstance(value, dict):
+        return {key: _json_copy(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(inner) for inner in value]
+    if isinstance(value, tuple):
+        return tuple(_json_copy(inner) for inner in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
 
 
 def merge(items: list[Item]) -> Merged:

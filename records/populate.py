@@ -3,13 +3,15 @@ apply the identity rule per source, normalise, merge, and freeze a snapshot per 
 
 The asking runs in an event loop on a helper thread; every database write stays on the calling
 thread (a Celery task, a command, a test), which freezes each patient's snapshot as soon as that
-patient's answers are in, so progress shows case by case.
+patient's answers are in, so progress shows case by case (patients whose answers arrived while
+others were being frozen are frozen together, in one transaction).
 
 Internal sources (the cancer registry: records.internal_sources) read the database, so they are
 asked on the calling thread, once for all the run's patients, while the helper thread asks the
 FHIR sources; each patient's internal answers join their FHIR answers when those arrive."""
 
 import asyncio
+import json
 import queue
 import threading
 import time
@@ -19,7 +21,7 @@ from datetime import date
 
 import httpx
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .demographics import Demographics, DemographicsUnavailable, fetch_demographics_async
@@ -33,6 +35,9 @@ from .patient_index import apply_demographics
 
 Status = SourceResult.Status
 _DONE = object()
+# At most this many patients' snapshots are frozen in one transaction (those whose answers
+# arrived while the previous ones were being frozen).
+FREEZE_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -103,16 +108,28 @@ def populate_patients(
     asker.start()
     # Meanwhile, on this thread (they read the database): the internal sources, for everyone.
     internal = ask_internal([c for c in configs if is_internal(c)], jobs)
-    snapshots = []
-    while (item := answers.get()) is not _DONE:
-        if isinstance(item, BaseException):
+    snapshots, finished = [], False
+    while not finished:
+        arrived = [answers.get()]
+        # Patients whose answers arrived while the last ones were being frozen are frozen
+        # together: one transaction (one commit, one INSERT of their source results) for all.
+        while len(arrived) < FREEZE_BATCH and arrived[-1] is not _DONE:
+            try:
+                arrived.append(answers.get_nowait())
+            except queue.Empty:
+                break
+        finished = arrived[-1] is _DONE
+        ready = [item for item in arrived if isinstance(item, PatientAnswers)]
+        for item in ready:
+            _join_answers(item, internal, configs)
+        if ready:
+            snapshots += freeze_all(
+                ready, reason=reason, sources=source_rows, on_snapshot=on_snapshot
+            )
+        failure = next((item for item in arrived if isinstance(item, BaseException)), None)
+        if failure is not None:
             asker.join()
-            raise item
-        _join_answers(item, internal, configs)
-        snapshot = freeze(item, reason=reason, sources=source_rows)
-        snapshots.append(snapshot)
-        if on_snapshot is not None:
-            on_snapshot(snapshot)
+            raise failure
     asker.join()
     return snapshots
 
@@ -234,40 +251,88 @@ def assess(result: PatientAnswers) -> Assessed:
 
 
 def freeze(result: PatientAnswers, *, reason: str, sources: dict[int, Source]) -> Snapshot:
-    assessed = assess(result)
-    with transaction.atomic():
-        patient = Patient.objects.select_for_update().get(pk=result.job.patient_id)
-        if result.demographics is not None:
-            patient = apply_demographics(result.demographics, patient)
-        changed = []
-        if assessed.restricted and not patient.restricted:
-            patient.restricted, patient.address, patient.postcode = True, "", ""
-            changed += ["restricted", "address", "postcode"]
-        if assessed.deceased and not patient.deceased:
-            patient.deceased = True
-            changed.append("deceased")
-        if changed:
-            patient.save(update_fields=changed)
-        snapshot = Snapshot.objects.create(
-            patient=patient,
-            reason=reason[:200],
-            summary=assessed.summary,
-            per_source_status=assessed.statuses,
-            elapsed_ms=result.elapsed_ms,
-        )
-        SourceResult.objects.bulk_create(
-            SourceResult(
-                snapshot=snapshot,
-                source=sources[answer.source.id],
-                status=answer.status,
-                detail=answer.detail,
-                raw=answer.raw,
-                elapsed_ms=answer.elapsed_ms,
-                counts=answer.counts,
-            )
-            for answer in result.answers
-        )
+    (snapshot,) = freeze_all([result], reason=reason, sources=sources)
     return snapshot
+
+
+def freeze_all(
+    results: list[PatientAnswers], *, reason: str, sources: dict[int, Source], on_snapshot=None
+) -> list[Snapshot]:
+    """Freezes each patient's snapshot with its source results, in one transaction, and calls
+    on_snapshot(snapshot) for each inside it (so a case is linked to its snapshot in the same
+    commit that makes the snapshot)."""
+    assessed = [assess(result) for result in results]
+    with transaction.atomic():
+        # Every patient of the batch locked in one query, in the order of their keys.
+        ids = [result.job.patient_id for result in results]
+        locked = {
+            patient.pk: patient
+            for patient in Patient.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        }
+        snapshots = [
+            _freeze_one(locked[result.job.patient_id], result, facts, reason)
+            for result, facts in zip(results, assessed, strict=True)
+        ]
+        _insert_source_results(zip(snapshots, results, strict=True), sources)
+        if on_snapshot is not None:
+            for snapshot in snapshots:
+                on_snapshot(snapshot)
+    return snapshots
+
+
+def _freeze_one(
+    patient: Patient, result: PatientAnswers, assessed: Assessed, reason: str
+) -> Snapshot:
+    if result.demographics is not None:
+        patient = apply_demographics(result.demographics, patient)
+    changed = []
+    if assessed.restricted and not patient.restricted:
+        patient.restricted, patient.address, patient.postcode = True, "", ""
+        changed += ["restricted", "address", "postcode"]
+    if assessed.deceased and not patient.deceased:
+        patient.deceased = True
+        changed.append("deceased")
+    if changed:
+        patient.save(update_fields=changed)
+    return Snapshot.objects.create(
+        patient=patient,
+        reason=reason[:200],
+        summary=assessed.summary,
+        per_source_status=assessed.statuses,
+        elapsed_ms=result.elapsed_ms,
+    )
+
+
+_RESULT_COLUMNS = ("snapshot", "source", "status", "detail", "raw", "elapsed_ms", "counts")
+
+
+def _insert_source_results(frozen, sources: dict[int, Source]) -> None:
+    """One INSERT for every source result of the snapshots: the raw FHIR responses as JSON text
+    cast to jsonb. (Django 5.2's bulk_create sends JSON columns as a text[] array through
+    UNNEST, which psycopg escapes element by element in Python: most of a freeze's CPU.)"""
+    rows = [
+        (
+            snapshot.pk,
+            sources[answer.source.id].pk,
+            str(answer.status),
+            answer.detail,
+            json.dumps(answer.raw),
+            answer.elapsed_ms,
+            json.dumps(answer.counts),
+        )
+        for snapshot, result in frozen
+        for answer in result.answers
+    ]
+    if not rows:
+        return
+    meta, quote = SourceResult._meta, connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in _RESULT_COLUMNS)
+    values = ", ".join(["(%s, %s, %s, %s, %s::jsonb, %s, %s::jsonb)"] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {values}",  # noqa: S608 - names from the model
+            [value for row in rows for value in row],
+        )
 
 
 def latest_snapshot(patient_id: int) -> Snapshot | None:

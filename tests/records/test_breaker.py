@@ -65,3 +65,36 @@ def test_breaker_state_is_shared_between_workers(breaker_factory):
         await second.close()
 
     run(scenario())
+
+
+def test_check_all_reads_every_sources_state_in_one_call(breaker_factory):
+    other = SOURCE + 1
+
+    async def scenario():
+        breaker = breaker_factory(failures_to_open=1, cool_off_s=30)
+        await breaker.reset(SOURCE)
+        await breaker.reset(other)
+        await breaker.failed(SOURCE)
+        opened, closed = await breaker.check_all([SOURCE, other])
+        assert opened.open and opened.since is not None
+        assert not closed.open
+        assert not closed.recorded  # nothing on record: a success has nothing to clear
+        assert await breaker.check_all([]) == []
+        await breaker.reset(SOURCE)
+        await breaker.close()
+
+    run(scenario())
+
+
+def test_a_failure_below_the_threshold_is_on_record_until_a_success_clears_it(breaker_factory):
+    async def scenario():
+        breaker = breaker_factory(failures_to_open=2, cool_off_s=30)
+        await breaker.reset(SOURCE)
+        await breaker.failed(SOURCE)
+        state = await breaker.check(SOURCE)
+        assert not state.open and state.recorded
+        await breaker.succeeded(SOURCE)
+        assert not (await breaker.check(SOURCE)).recorded
+        await breaker.close()
+
+    run(scenario())

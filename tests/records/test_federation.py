@@ -10,8 +10,8 @@ import pytest
 
 from demo.fhir_server import FhirError, FhirServer
 from records.breaker import CircuitBreaker
-from records.federation import CLINICAL_TYPES
-from records.models import SourceResult
+from records.federation import CLINICAL_TYPES, Federation, SourceConfig
+from records.models import Source, SourceResult
 from records.populate import populate_patients
 from tests.factories import PatientFactory
 
@@ -513,6 +513,23 @@ def test_a_source_answering_with_an_unusable_body_is_alive_and_not_skipped(
     statuses = [populate_one(ada).per_source_status["Gateway Trust"]["status"] for _ in range(2)]
 
     assert statuses == [Status.ERROR, Status.ERROR]  # asked both times: it answers, badly
+
+
+def test_a_source_whose_breaker_is_open_gets_no_http_client(ada, healthy, serve, make_source):
+    skipped = make_source(serve([ada_chart(ada)]), "Skipped Trust")
+    configs = [SourceConfig.of(s) for s in Source.objects.filter(pk__in=[healthy.pk, skipped.pk])]
+
+    async def ask():
+        breaker = CircuitBreaker(failures_to_open=1)
+        await breaker.failed(skipped.pk)
+        async with Federation(configs, breaker=breaker) as federation:
+            answers = {a.source.name: a.status for a in await federation.ask_all(ada.nhs_number)}
+            return answers, set(federation._clients)
+
+    answers, clients = asyncio.run(ask())
+
+    assert answers == {"Healthy Trust": Status.OK, "Skipped Trust": Status.SKIPPED}
+    assert clients == {healthy.pk}
 
 
 # -- wall time ---------------------------------------------------------------------------------

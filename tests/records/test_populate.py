@@ -5,6 +5,7 @@ command, and the demo region's histories end to end."""
 
 import asyncio
 import json
+import threading
 from datetime import date
 from io import StringIO
 
@@ -17,8 +18,15 @@ from demo.synthetic import synthetic_nhs_number
 from mdt.models import Case
 from mdt.population import populate_cases
 from records.breaker import CircuitBreaker
+from records.federation import SourceConfig
 from records.models import Patient, Snapshot, SourceResult
-from records.populate import latest_snapshot, populate_patients
+from records.populate import (
+    PatientJob,
+    _ask_all,
+    freeze_all,
+    latest_snapshot,
+    populate_patients,
+)
 from tests.factories import CaseFactory, PatientFactory, make_member
 
 from .conftest import (
@@ -156,6 +164,51 @@ def test_every_status_but_ok_is_reported_with_a_reason_on_the_snapshot_and_the_c
         "A ok": {"Non-small cell lung cancer"},
         "B partial": {"Non-small cell lung cancer"},
     }
+
+
+def test_answers_that_arrive_together_are_frozen_in_one_transaction_with_their_raw(
+    serve, make_source
+):
+    people = [PatientFactory(birth_date=BORN) for _ in range(3)]
+    trust = make_source(
+        serve(
+            [
+                chart(patient(f"rrk-{n}", p.nhs_number), condition(f"dx-{n}", f"rrk-{n}"))
+                for n, p in enumerate(people)
+            ]
+        ),
+        "Trust",
+    )
+    delivered = []
+    asker = threading.Thread(
+        target=lambda: asyncio.run(
+            _ask_all(
+                [PatientJob(p.pk, p.nhs_number, p.birth_date) for p in people],
+                [SourceConfig.of(trust)],
+                delivered.append,
+            )
+        )
+    )
+    asker.start()
+    asker.join()
+    linked = []
+
+    def on_snapshot(snapshot):
+        assert connection.in_atomic_block  # linked in the commit that makes the snapshot
+        linked.append(snapshot)
+
+    snapshots = freeze_all(
+        delivered, reason="test", sources={trust.pk: trust}, on_snapshot=on_snapshot
+    )
+
+    assert linked == snapshots
+    assert [s.patient_id for s in snapshots] == [answer.job.patient_id for answer in delivered]
+    for snapshot, answers in zip(snapshots, delivered, strict=True):
+        (stored,) = SourceResult.objects.filter(snapshot=snapshot)
+        assert stored.status == Status.OK
+        assert stored.raw == answers.answers[0].raw  # as received, for audit
+        assert stored.counts == answers.answers[0].counts
+        assert stored.elapsed_ms == answers.answers[0].elapsed_ms
 
 
 def test_a_refresh_makes_a_new_snapshot_and_never_changes_the_old_one(ada, serve, make_source):
