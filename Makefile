@@ -15,7 +15,7 @@ export ALLOW_SYNTHETIC_NHS_NUMBERS ?= 1
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mdt
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help setup run test bench lint deps assets services migrate seed clean
+.PHONY: help setup run test bench lint deps assets services mesh-sandbox migrate seed clean
 
 help:
 	@echo "make run    set up everything and serve the demo region with a Celery worker"
@@ -40,14 +40,20 @@ assets: deps
 services:
 	scripts/ensure-services.sh
 
+# NHS England's mesh-sandbox, the local MESH server, in its own virtualenv (var/mesh-sandbox-venv,
+# pinned in scripts/mesh-sandbox.requirements.txt). scripts/serve.sh runs it; the tests start their own.
+mesh-sandbox: deps
+	scripts/mesh-sandbox.sh install
+
 migrate: deps services
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
 
 seed: migrate
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py run_demo_sources --write-only
 
-setup: deps assets services migrate seed
+setup: deps assets services mesh-sandbox migrate seed
 
 run: setup
 	scripts/serve.sh $(HOST) $(PORT)
@@ -56,7 +62,7 @@ lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: deps assets services lint
+test: deps assets services mesh-sandbox lint
 	@test -x /usr/bin/chromium || { echo "Browser tests need Chromium at /usr/bin/chromium: install Debian's package (apt-get install chromium)."; exit 1; }
 	REDIS_URL=redis://127.0.0.1:6379/15 $(BIN)/pytest
 

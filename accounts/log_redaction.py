@@ -12,7 +12,9 @@ tasks take ids only.
 import logging
 import re
 
-NHS_NUMBER_PATTERN = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
+# Not inside a longer run of letters and digits: hex ids (Celery task ids, MESH message ids) are
+# not NHS numbers, and mangling them makes them unsearchable in the logs.
+NHS_NUMBER_PATTERN = re.compile(r"(?<![0-9A-Za-z])\d{3}[ -]?\d{3}[ -]?\d{4}(?![0-9A-Za-z])")
 SQL_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 REDACTED = "[NHS number]"
 

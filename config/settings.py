@@ -108,10 +108,18 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-# Per process, in memory: the live meeting's follower fragment is rendered once per change and
-# process (mdt.views_live.live_state). Deliberately not Redis: the fragment holds patient data,
-# and Redis holds none (Celery messages carry row ids only).
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "TIMEOUT": 300}}
+# In PostgreSQL, shared by every web process: the live meeting's follower fragment is rendered
+# once per change for all of them (mdt.views_live.live_state). Not Redis: the fragment holds
+# patient data, which lives in PostgreSQL only (Celery messages carry row ids). The table is made
+# by `manage.py createcachetable` (make migrate; Django's test runner makes it for the tests).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "mdt_cache",
+        "TIMEOUT": 300,
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    }
+}
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -122,7 +130,14 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "sweep-unpopulated-cases": {"task": "mdt.tasks.sweep_unpopulated_cases", "schedule": 300.0},
     "sweep-registry-imports": {"task": "registry.tasks.sweep_registry_imports", "schedule": 300.0},
+    "sweep-stuck-letters": {"task": "mdt.letter_tasks.sweep_stuck_letters", "schedule": 120.0},
+    "poll-letter-acknowledgements": {
+        "task": "mdt.letter_tasks.poll_letter_acknowledgements",
+        "schedule": 60.0,
+    },
 }
+# A letter waiting this long for a worker (to render or send) is re-enqueued by the sweep.
+LETTER_SWEEP_AFTER = timedelta(seconds=int(os.environ.get("LETTER_SWEEP_AFTER_S", "600")))
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -203,7 +218,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
-MEDIA_ROOT = BASE_DIR / "var" / "media"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "var" / "media")  # letters' PDFs
 
 # NHS numbers from the 999 range are for testing; the demo region and the tests allow them,
 # production does not.
@@ -252,3 +267,20 @@ DEMOGRAPHICS_TIMEOUT_S = float(os.environ.get("DEMOGRAPHICS_TIMEOUT_S", "2"))
 # Record sources answered inside this system, by Source.kind: the dotted path of each kind's
 # adapter (records.internal_sources), so that records never imports the app that owns it.
 RECORD_SOURCE_ADAPTERS = {"registry": "registry.source.answer_for_patients"}
+# Letters to GPs over NHS MESH (mdt.mesh; docs/letters-mesh.md). The defaults are the local
+# mesh-sandbox that `make run` and the tests start (scripts/mesh-sandbox.sh) and its canned
+# sending mailbox; production sets the trust's mailbox, password, shared key and client certificate.
+MESH_URL = os.environ.get("MESH_URL", "http://127.0.0.1:8700")
+MESH_MAILBOX_ID = os.environ.get("MESH_MAILBOX_ID", "X26ABC1")
+MESH_MAILBOX_PASSWORD = os.environ.get("MESH_MAILBOX_PASSWORD", "password")
+MESH_SHARED_KEY = os.environ.get("MESH_SHARED_KEY", "TestKey")
+MESH_CLIENT_CERT = os.environ.get("MESH_CLIENT_CERT", "")  # PEM file: mutual TLS to live MESH
+MESH_CLIENT_KEY = os.environ.get("MESH_CLIENT_KEY", "")
+MESH_CA_BUNDLE = os.environ.get("MESH_CA_BUNDLE", "")  # empty: mesh-client's bundle for NHS hosts
+MESH_WORKFLOW_ID = os.environ.get("MESH_WORKFLOW_ID", "GPCONNECT_SEND_DOCUMENT")
+MESH_TIMEOUT_S = float(os.environ.get("MESH_TIMEOUT_S", "60"))
+# A failed send is retried after MESH_RETRY_BASE_S, doubling up to MESH_RETRY_MAX_S, and the
+# letter is marked failed after MESH_SEND_MAX_ATTEMPTS attempts.
+MESH_SEND_MAX_ATTEMPTS = int(os.environ.get("MESH_SEND_MAX_ATTEMPTS", "8"))
+MESH_RETRY_BASE_S = float(os.environ.get("MESH_RETRY_BASE_S", "60"))
+MESH_RETRY_MAX_S = float(os.environ.get("MESH_RETRY_MAX_S", "3600"))

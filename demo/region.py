@@ -16,6 +16,7 @@ from mdt.models import Case, CoreRole, Meeting, Team, TeamMember, TumourSite
 from mdt.services import generate_weekly_meetings
 from records.models import Patient, Source
 
+from .practice_inbox import practice_mailbox_id
 from .sources import DEMO_SOURCES, demo_source_url
 from .synthetic import synthetic_nhs_number
 
@@ -383,7 +384,13 @@ def seed_region(password: str) -> dict[str, int]:
     for code, name, postcode in PRACTICES:
         orgs[code], _ = Organisation.objects.update_or_create(
             ods_code=code,
-            defaults={"name": name, "kind": Organisation.Kind.GP_PRACTICE, "address": postcode},
+            defaults={
+                "name": name,
+                "kind": Organisation.Kind.GP_PRACTICE,
+                "address": postcode,
+                # Each practice's mailbox in the local mesh-sandbox (demo.practice_inbox).
+                "mesh_mailbox_id": practice_mailbox_id(code),
+            },
         )
     teams = {}
     for name, site, host, core_roles in TEAMS:

@@ -5,8 +5,6 @@ The HTML document carries its own print stylesheet, so the stored HTML alone dec
 WeasyPrint fetches nothing: the letter has no external resources and no URL is ever followed."""
 
 from django.template.loader import get_template
-from weasyprint import HTML
-from weasyprint.urls import URLFetcher
 
 DOCUMENT_TEMPLATE = "letters/outcome_letter.jinja"
 # The letter's content alone, for a preview inside a page of the app (which links
@@ -25,6 +23,11 @@ def render_letter_html(context: dict, *, fragment: bool = False) -> str:
 def render_letter_pdf(html: str, *, title: str, author: str) -> bytes:
     """PDF/UA-1: tagged structure, document language from ``<html lang>``, the title shown by
     viewers, and the title and author in both the document information and XMP metadata."""
+    # Imported here: WeasyPrint parses its stylesheets at import (seconds), and every process
+    # that loads the Celery tasks would pay for it, rendering or not.
+    from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
+
     # No protocol allowed: any URL in the HTML is refused instead of fetched.
     fetcher = URLFetcher(allowed_protocols=())
     document = HTML(string=html, url_fetcher=fetcher).render(pdf_variant=PDF_VARIANT)

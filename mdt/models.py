@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import Organisation, Role
 from records.models import Patient, Snapshot
@@ -536,3 +537,144 @@ class Outcome(models.Model):
     @property
     def quorate(self) -> bool:
         return not self.missing_core_roles
+
+
+class LetterStatus(models.TextChoices):
+    """Where a letter to the GP is (docs/case-states.md, "Outcome versions"; ARCHITECTURE.md,
+    "Letters"). ``held``: waiting until the patient has been told; ``queued``: waiting to be
+    rendered; ``rendered``: the PDF is stored and waits to be sent; ``manual``: it cannot go by
+    MESH (``manual_reason`` says why) and someone must deliver it (its PDF is still rendered)."""
+
+    HELD = "held", "Held until the patient has been told"
+    QUEUED = "queued", "Queued"
+    RENDERED = "rendered", "Ready to send"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged by the practice"
+    FAILED = "failed", "Failed"
+    MANUAL = "manual", "Needs manual delivery"
+
+
+# The statuses in which the letter's PDF exists (and so its SHA-256).
+LETTER_RENDERED_STATUSES = (
+    LetterStatus.RENDERED,
+    LetterStatus.SENDING,
+    LetterStatus.SENT,
+    LetterStatus.ACKNOWLEDGED,
+)
+
+
+def letter_pdf_path(letter, filename: str) -> str:
+    """One name per letter, from its public id: a render repeated after a killed worker writes
+    over the same file rather than making a second one."""
+    created = letter.created_at or timezone.now()
+    return f"letters/{created:%Y/%m}/{letter.public_id}.pdf"
+
+
+class Letter(models.Model):
+    """The letter to the GP of one signed outcome version, made in the transaction that signs it
+    (mdt.letters.create_letter_for). Its recipient practice and mailbox are frozen then; the PDF
+    is rendered by a Celery task (mdt.letter_tasks) and sent over MESH (mdt.mesh), whose message
+    carries ``public_id`` as its local id."""
+
+    Status = LetterStatus
+
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, help_text="The MESH local id too."
+    )
+    # Not PROTECT: a signed outcome cannot be deleted anyway (the trigger of migration 0004 refuses
+    # it, and the foreign key would), and PostgreSQL should be the one that says so.
+    outcome = models.OneToOneField(Outcome, on_delete=models.DO_NOTHING, related_name="letter")
+    recipient = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="letters_received",
+        help_text="The patient's GP practice when the outcome was signed; none when unknown.",
+    )
+    recipient_mailbox = models.CharField(
+        "MESH mailbox ID", max_length=20, blank=True, help_text="The practice's, at signing."
+    )
+    manual_reason = models.TextField(
+        blank=True, help_text="Why the letter cannot be sent by MESH and must be delivered by hand."
+    )
+    supersedes = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="superseded_by",
+        help_text="The letter of the previous signed version, which this one replaces.",
+    )
+    status = models.CharField(
+        max_length=20, choices=LetterStatus.choices, default=LetterStatus.QUEUED
+    )
+    status_changed_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="When the status last changed, or the sweep last re-enqueued the letter (the "
+        "sweep's clock).",
+    )
+    title = models.CharField(max_length=300, blank=True)
+    html = models.TextField(blank=True, help_text="The HTML the PDF was rendered from.")
+    pdf = models.FileField(upload_to=letter_pdf_path, blank=True, max_length=200)
+    sha256 = models.CharField("SHA-256 of the PDF", max_length=64, blank=True)
+    mesh_message_id = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    rendered_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "status_changed_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status__in=LETTER_RENDERED_STATUSES)
+                | (~Q(sha256="") & ~Q(pdf="") & Q(rendered_at__isnull=False)),
+                name="rendered_letter_has_pdf_and_sha256",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=LetterStatus.MANUAL) | ~Q(manual_reason=""),
+                name="manual_letter_says_why",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Letter {self.public_id} ({self.status})"
+
+    @property
+    def is_rendered(self) -> bool:
+        return bool(self.sha256)
+
+
+class PatientTold(models.Model):
+    """A clinician's record, after signing, that the patient has been told the outcome (a signed
+    outcome is never changed, so this is its own row). It releases the case's held letters."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="patient_told")
+    outcome = models.ForeignKey(
+        Outcome,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        help_text="The latest signed version when this was recorded.",
+    )
+    told_by = models.CharField("Who told the patient", max_length=200)
+    told_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["recorded_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(told_by=""), name="patient_told_says_by_whom")
+        ]
+
+    def __str__(self) -> str:
+        return f"Patient told (case #{self.case_id})"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from records.models import Snapshot
 
 from . import reviews
+from .letters import create_letter_for
 from .live import bump_live_version, quoracy
 from .models import CarePlanIntent, Case, Meeting, Outcome, PlannedTreatment
 from .permissions import can_run_meeting, can_sign_outcomes
@@ -228,6 +229,7 @@ def sign_outcome(
             draft.missing_core_roles = first.missing_core_roles
             draft.missing_case_roles = first.missing_case_roles
         draft.save()
+        create_letter_for(draft)  # in this transaction; rendering is enqueued when it commits
         if draft.amendment_no == 0:
             case.status = Case.Status.RATIFIED if ratify else Case.Status.DISCUSSED
             case.save(update_fields=["status"])

@@ -95,3 +95,13 @@ def test_other_numbers_are_left_alone():
     assert redact("took 12345 ms for 3 cases, id 99900000261") == (
         "took 12345 ms for 3 cases, id 99900000261"
     )
+
+
+def test_ids_that_merely_contain_ten_digits_are_not_redacted():
+    from accounts.log_redaction import redact
+
+    task_id = "5f0c2e1a-9b7d-4c3e-8a21-d1234567890e"
+    mesh_id = "20261125174512345678_A1B2C3"
+    assert redact(task_id) == task_id
+    assert redact(f"message {mesh_id} sent") == f"message {mesh_id} sent"
+    assert "9991234567" not in redact("patient 999 123 4567 and nhs=9991234567, (9991234567)")

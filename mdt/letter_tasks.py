@@ -1,0 +1,71 @@
+"""Celery entry points of the letter pipeline: they take a letter's id and call mdt.letters (and
+mdt.mesh for sending). Registered through the Celery app's ``include`` (config/celery.py)."""
+
+import logging
+
+from celery import shared_task
+
+from accounts.audit import record_system_event
+
+from . import letters
+from .models import Letter
+
+logger = logging.getLogger(__name__)
+
+RENDER_RETRIES = 3
+RENDER_RETRY_BASE_S = 30
+
+
+@shared_task(acks_late=True, bind=True, max_retries=RENDER_RETRIES)
+def render_letter(self, letter_id: int) -> str:
+    """Renders and stores the letter's PDF, then hands it over to sending. Idempotent: a letter
+    already rendered is left as it is, and only one PDF is ever stored for a letter."""
+    before = Letter.objects.filter(pk=letter_id).values_list("sha256", flat=True).first()
+    # Sending goes to the queue this task came from (the workers that serve it).
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    try:
+        letter = letters.render(letter_id, queue=queue)
+    except Exception as error:
+        final = self.request.retries >= self.max_retries
+        letters.note_render_error(letter_id, error, final=final)
+        if final:
+            logger.exception("Rendering letter %s failed; it is marked failed", letter_id)
+            return "failed"
+        countdown = RENDER_RETRY_BASE_S * 2**self.request.retries
+        raise self.retry(exc=error, countdown=countdown) from error
+    if letter is None:
+        return "missing"
+    if letter.sha256 and not before:
+        record_system_event(
+            "celery:render_letter",
+            "Rendering an MDT outcome letter to the GP",
+            "render_letter",
+            [letter.outcome.case.patient_id],
+            f"letter:{letter.public_id}",
+        )
+    return letter.status
+
+
+@shared_task(acks_late=True)
+def send_letter_task(letter_id: int):
+    """Sends a rendered letter over MESH (mdt.mesh claims it, sends once, records the message id
+    and retries with backoff)."""
+    from .mesh import deliver_letter
+
+    return deliver_letter(letter_id).outcome  # a plain string: Celery serialises the result
+
+
+@shared_task
+def sweep_stuck_letters() -> int:
+    """Beat: re-enqueues letters waiting for a worker longer than LETTER_SWEEP_AFTER (a lost
+    message, a worker killed between rendering and handing over, the broker down at signing)."""
+    return letters.sweep_stuck_letters()
+
+
+@shared_task
+def poll_letter_acknowledgements() -> dict:
+    """Beat: asks MESH tracking about sent letters and records the practices' acknowledgements
+    (mdt.mesh.poll_acknowledgements)."""
+    from .mesh import poll_acknowledgements
+
+    return poll_acknowledgements()
