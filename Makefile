@@ -47,7 +47,6 @@ mesh-sandbox: deps
 
 migrate: deps services
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py createcachetable
 
 seed: migrate
 	$(BIN)/python manage.py seed_demo

@@ -85,9 +85,6 @@ def setup(name: str = BENCH_DB_NAME) -> dict[str, str]:
     if migrate.returncode != 0:
         sys.stderr.write(migrate.stdout + migrate.stderr)
         raise RuntimeError("manage.py migrate into the benchmark database failed")
-    subprocess.run(  # noqa: S603 - the cache table, as `make migrate` makes it
-        [sys.executable, "manage.py", "createcachetable"], cwd=ROOT, env=env, check=True
-    )
     for key in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "ALLOW_SYNTHETIC_NHS_NUMBERS"):
         os.environ[key] = env[key]
     if str(ROOT) not in sys.path:

@@ -108,18 +108,11 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-# In PostgreSQL, shared by every web process: the live meeting's follower fragment is rendered
-# once per change for all of them (mdt.views_live.live_state). Not Redis: the fragment holds
-# patient data, which lives in PostgreSQL only (Celery messages carry row ids). The table is made
-# by `manage.py createcachetable` (make migrate; Django's test runner makes it for the tests).
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "mdt_cache",
-        "TIMEOUT": 300,
-        "OPTIONS": {"MAX_ENTRIES": 5000},
-    }
-}
+# Per process, in memory: the live meeting's follower fragment is rendered once per change and
+# process (mdt.views_live.live_state). Deliberately not Redis: the fragment holds patient data,
+# and Redis holds none (Celery messages carry row ids only). A cache in PostgreSQL, shared by the
+# processes, was measured and did no better (docs/benchmarks.md, live_meeting).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "TIMEOUT": 300}}
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
