@@ -714,19 +714,23 @@ def markdown(result: dict) -> str:
     if not met and result.get("_profile"):
         prof = result["_profile"]
         per_poll = prof["seconds"] / prof["cprofile_runs"] * 1000
-        renders = result["polls_new_fragment"] / (m["seconds"] or 1)
         lines += [
             "",
-            f"**Why** (target missed): a poll that gets a new fragment renders the case for that "
-            f"one follower ({result['poll_queries_new_fragment']} queries, about "
-            f"{per_poll:.0f} ms in-process under the profiler), and every save bumps "
-            f"`live_version`, so the server rendered the same fragment {renders:.0f} times a "
-            f"second for {FOLLOWERS} followers, on 2 cores shared with PostgreSQL, the "
-            f"{FOLLOWERS + 1} client threads of this benchmark and whatever else ran (load "
-            "average above). Requests then queue behind the renders, 204s included. Rendering "
-            "the fragment once per `live_version` (a cache keyed by meeting, version and "
-            "presentation mode; per request only the session, the version read and the audit "
-            "row) would make a new-fragment poll cost about what a 204 costs.",
+            f"**Why** (target missed): every save bumps `live_version`, so nearly every poll "
+            f"gets a new fragment ({result['polls_new_fragment']} of "
+            f"{result['polls_new_fragment'] + (result['polls_204'] or 0)}). The fragment is "
+            "rendered once per version in each gunicorn process and shared by its followers "
+            "(`mdt.views_live.live_state`; a cache shared by the processes in PostgreSQL was "
+            "measured too and did no better), so what is left per poll is the request itself: "
+            "the session and the user (Django's database sessions), the user's roles, the "
+            "version read and the cache read, about "
+            f"{per_poll:.0f} ms in-process under the profiler (up to "
+            f"{result['poll_queries_new_fragment']} queries when the poll renders), "
+            f"{FOLLOWERS} times a second, on 2 cores shared with PostgreSQL and the "
+            f"{FOLLOWERS + 1} client threads of this benchmark (load average above). The tail is "
+            "queueing behind the 3 sync workers. Next levers: sessions and roles read without "
+            "a database round trip (a cached session backend, roles kept in the session), or a "
+            "slower draft bump (followers see drafts at most once a second).",
             "",
             "**Profile** (in-process with Django's test client, not the product path). SQL of "
             "one poll with a new fragment:",
