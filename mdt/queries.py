@@ -4,13 +4,14 @@ of queries does not grow with the number of cases."""
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Exists, Prefetch, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from accounts.models import Membership
 from records.models import Snapshot
 
-from .models import Case, CoreRole, Meeting, Outcome, Review, Team, TeamMember
+from .models import CASE_VIEWER_ROLES, Case, CoreRole, Meeting, Outcome, Review, Team, TeamMember
 from .reviews import ReviewState, readiness, reviewer_roles
 
 # How the case lists name a missing review ("Needs radiology, pathology").
@@ -274,3 +275,18 @@ def other_listings(case) -> list[OtherListing]:
             )
         )
     return listings
+
+
+def live_version(user, public_id) -> int | None:
+    """The meeting's ``live_version`` if the user may see the meeting, else None: the rule of
+    ``Meeting.objects.visible_to`` (a member of the team with a case-viewing role) in one query,
+    because every follower asks it every second."""
+    if not user.is_authenticated:
+        return None
+    viewer = Membership.objects.filter(user=user, role__in=CASE_VIEWER_ROLES)
+    return (
+        Meeting.objects.filter(public_id=public_id, team__members__user=user)
+        .filter(Exists(viewer))
+        .values_list("live_version", flat=True)
+        .first()
+    )

@@ -242,16 +242,11 @@ def _live_state_context(request, meeting: Meeting, *, present: bool) -> dict:
 @require_GET
 def live_state(request, public_id):
     """Polled every second by each follower: 204 while ``live_version`` is what the page shows
-    (one indexed read after the user's roles), else the new fragment. The fragment is the same
+    (one query, the access rule included), else the new fragment. The fragment is the same
     for everyone who may see the meeting, so it is rendered once per version and process and
     shared (the chair saves drafts often, and 30 followers must not mean 30 renders); what is
     personal, the audit row and the announcement of a new case, is added per request."""
-    version = (
-        Meeting.objects.visible_to(request.user)
-        .filter(public_id=public_id)
-        .values_list("live_version", flat=True)
-        .first()
-    )
+    version = queries.live_version(request.user, public_id)
     if version is None:
         raise Http404
     if request.GET.get("v") == str(version):
