@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_live, views_review
+from . import views, views_letters, views_live, views_review
 
 app_name = "mdt"
 urlpatterns = [
@@ -39,6 +39,29 @@ urlpatterns = [
     path("cases/<uuid:public_id>/defer/", views_live.defer_case, name="defer_case"),
     path("cases/<uuid:public_id>/note/", views_live.note_case, name="note_case"),
     path("cases/<uuid:public_id>/withdraw/", views_live.withdraw_case, name="withdraw_case"),
+    # Letters to GPs (mdt/views_letters.py)
+    path("letters/", views_letters.gp_letters, name="gp_letters"),
+    path("letters/<uuid:public_id>/", views_letters.gp_letter, name="gp_letter"),
+    path("letters/<uuid:public_id>/pdf/", views_letters.letter_pdf, name="letter_pdf"),
+    path("letters/<uuid:public_id>/resend/", views_letters.resend_letter, name="resend_letter"),
+    path(
+        "meetings/<uuid:public_id>/letters/", views_letters.meeting_letters, name="meeting_letters"
+    ),
+    path(
+        "meetings/<uuid:public_id>/letters/send/",
+        views_letters.send_meeting_letters,
+        name="send_meeting_letters",
+    ),
+    path(
+        "cases/<uuid:public_id>/patient-told/",
+        views_letters.record_patient_told,
+        name="record_patient_told",
+    ),
+    path(
+        "cases/<uuid:public_id>/letter-preview/",
+        views_letters.letter_preview,
+        name="letter_preview",
+    ),
     path("patients/search/", views.patient_search, name="patient_search"),
     path("cases/from-registry/", views.add_registry_patient, name="add_registry_patient"),
 ]

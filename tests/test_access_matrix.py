@@ -4,7 +4,7 @@ status each.
 Security model (ARCHITECTURE.md, ADR-003): every view is behind login; patient data is reached by
 team membership through the one scoped queryset (``visible_to``). An object outside the user's
 teams is 404, never 403, so ids cannot be probed; a role that may see but not act gets 403. GPs
-(who will see letters sent to their practice, in a later issue) and administrators (who manage,
+(who see the letters sent to their practice, and only those) and administrators (who manage,
 and read the audit log) are not team members, so every team object is 404 to them. Superusers get
 no bypass: they have exactly an administrator's statuses.
 
@@ -15,7 +15,8 @@ no list. The acting user holds their role at trust A and, for coordinator, clini
 a member of the own team only. Requesting the own, same-trust or other-trust meeting or case is
 therefore exactly the user being on the meeting's team, on another team of the same trust, or on
 a team of another trust. The own team's patients are registered with the GP's practice, so for a
-GP "own team" is the strongest claim (the patients are theirs) and it still grants nothing yet.
+GP "own team" is the strongest claim (the patients are theirs): it grants only the letters sent
+to the practice.
 Every patient also has a tumour registration in the cancer registry, with the same postcode as the
 index, and the registry holds an import whose set-aside rows name two of the patients.
 
@@ -35,6 +36,7 @@ from datetime import date, timedelta
 
 import pytest
 from django.contrib import admin
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import override_settings
@@ -43,7 +45,19 @@ from django.utils import timezone
 
 from accounts.display import format_nhs_number
 from accounts.models import AuditEvent, Organisation, Role, User
-from mdt.models import Attendance, Case, CoreRole, Meeting, Outcome, Review, Team, TeamMember
+from mdt.models import (
+    Attendance,
+    Case,
+    CoreRole,
+    Letter,
+    LetterStatus,
+    Meeting,
+    Outcome,
+    PatientTold,
+    Review,
+    Team,
+    TeamMember,
+)
 from records.models import Patient, Snapshot
 from registry import cosd
 from registry.models import ImportRun, QuarantinedRow, Registration
@@ -303,6 +317,56 @@ MATRIX = [
     ("GET  mdt:withdraw_case",     SAME_TRUST,    405,  405, 405,  405, 405,  302),
     ("GET  mdt:withdraw_case",     OTHER_TRUST,   405,  405, 405,  405, 405,  302),
 
+    # Letters to GPs (issue 6). The own team's target case has a letter sent to the GP's practice
+    # (LIVE_SETUP): the GP reads it in the portal and downloads its PDF, as does the team; nobody
+    # else sees it. The meeting's letters are for the team; sending them (once the meeting has
+    # concluded) and resending a failed one for the chair or the coordinator; recording that the
+    # patient has been told for every member; the preview on the console for those who run it.
+    ("GET  mdt:gp_letters",        NO_OBJECT,     403,  403, 403,  200, 403,  302),
+    ("POST mdt:gp_letters",        NO_OBJECT,     405,  405, 405,  405, 405,  302),
+    ("GET  mdt:gp_letter",         OWN,           404,  404, 404,  200, 404,  302),
+    ("GET  mdt:gp_letter",         SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("GET  mdt:gp_letter",         OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("POST mdt:gp_letter",         OWN,           405,  405, 405,  405, 405,  302),
+    ("POST mdt:gp_letter",         SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("POST mdt:gp_letter",         OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+    ("GET  mdt:letter_pdf",        OWN,           200,  200, 200,  200, 404,  302),
+    ("GET  mdt:letter_pdf",        SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("GET  mdt:letter_pdf",        OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("POST mdt:letter_pdf",        OWN,           405,  405, 405,  405, 405,  302),
+    ("POST mdt:letter_pdf",        SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("POST mdt:letter_pdf",        OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+    ("POST mdt:resend_letter",     OWN,           302,  403, 302,  404, 404,  302),
+    ("POST mdt:resend_letter",     SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("POST mdt:resend_letter",     OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("GET  mdt:resend_letter",     OWN,           405,  405, 405,  405, 405,  302),
+    ("GET  mdt:resend_letter",     SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("GET  mdt:resend_letter",     OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+    ("GET  mdt:meeting_letters",   OWN,           200,  200, 200,  404, 404,  302),
+    ("GET  mdt:meeting_letters",   SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("GET  mdt:meeting_letters",   OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("POST mdt:meeting_letters",   OWN,           405,  405, 405,  405, 405,  302),
+    ("POST mdt:meeting_letters",   SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("POST mdt:meeting_letters",   OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+    ("POST mdt:send_meeting_letters", OWN,        302,  403, 302,  404, 404,  302),
+    ("POST mdt:send_meeting_letters", SAME_TRUST, 404,  404, 404,  404, 404,  302),
+    ("POST mdt:send_meeting_letters", OTHER_TRUST, 404, 404, 404,  404, 404,  302),
+    ("GET  mdt:send_meeting_letters", OWN,        405,  405, 405,  405, 405,  302),
+    ("GET  mdt:send_meeting_letters", SAME_TRUST, 405,  405, 405,  405, 405,  302),
+    ("GET  mdt:send_meeting_letters", OTHER_TRUST, 405, 405, 405,  405, 405,  302),
+    ("POST mdt:record_patient_told", OWN,         302,  302, 302,  404, 404,  302),
+    ("POST mdt:record_patient_told", SAME_TRUST,  404,  404, 404,  404, 404,  302),
+    ("POST mdt:record_patient_told", OTHER_TRUST, 404,  404, 404,  404, 404,  302),
+    ("GET  mdt:record_patient_told", OWN,         405,  405, 405,  405, 405,  302),
+    ("GET  mdt:record_patient_told", SAME_TRUST,  405,  405, 405,  405, 405,  302),
+    ("GET  mdt:record_patient_told", OTHER_TRUST, 405,  405, 405,  405, 405,  302),
+    ("GET  mdt:letter_preview",    OWN,           200,  403, 200,  404, 404,  302),
+    ("GET  mdt:letter_preview",    SAME_TRUST,    404,  404, 404,  404, 404,  302),
+    ("GET  mdt:letter_preview",    OTHER_TRUST,   404,  404, 404,  404, 404,  302),
+    ("POST mdt:letter_preview",    OWN,           405,  405, 405,  405, 405,  302),
+    ("POST mdt:letter_preview",    SAME_TRUST,    405,  405, 405,  405, 405,  302),
+    ("POST mdt:letter_preview",    OTHER_TRUST,   405,  405, 405,  405, 405,  302),
+
     ("GET  records:audit_log",     NO_OBJECT,     403,  403, 403,  403, 200,  302),
     ("POST records:audit_log",     OWN,           403,  403, 403,  403, 200,  302),
     ("POST records:audit_log",     SAME_TRUST,    403,  403, 403,  403, 200,  302),
@@ -310,8 +374,9 @@ MATRIX = [
 ]
 # fmt: on
 
-# What each URL's path names: nothing, a meeting or a case (by public_id), or a registry import.
-MEETING, CASE, IMPORT = "meeting", "case", "import"
+# What each URL's path names: nothing, a meeting, a case or the target case's letter (by
+# public_id), or a registry import.
+MEETING, CASE, LETTER, IMPORT = "meeting", "case", "letter", "import"
 PATH_OBJECT = {
     "mdt:dashboard": None,
     "mdt:meetings": None,
@@ -344,6 +409,14 @@ PATH_OBJECT = {
     "mdt:defer_case": CASE,
     "mdt:note_case": CASE,
     "mdt:withdraw_case": CASE,
+    "mdt:gp_letters": None,
+    "mdt:gp_letter": LETTER,
+    "mdt:letter_pdf": LETTER,
+    "mdt:resend_letter": LETTER,
+    "mdt:meeting_letters": MEETING,
+    "mdt:send_meeting_letters": MEETING,
+    "mdt:record_patient_told": CASE,
+    "mdt:letter_preview": CASE,
     "records:audit_log": None,
     "registry:search": None,
     "registry:imports": None,
@@ -502,6 +575,9 @@ def _url(world: World, url_name: str, scope: str) -> str:
         return reverse(url_name, args=[world.meetings[scope].public_id])
     if kind == CASE:
         return reverse(url_name, args=[world.cases[scope][0].public_id])
+    if kind == LETTER:
+        letter = Letter.objects.get(outcome__case=world.cases[scope][0])
+        return reverse(url_name, args=[letter.public_id])
     if kind == IMPORT:
         return reverse(url_name, args=[world.import_run.public_id])
     return reverse(url_name)
@@ -511,7 +587,9 @@ def _url(world: World, url_name: str, scope: str) -> str:
 # team's is refused for its scope, not for its state): "live" puts the meeting in progress with its
 # target case on the screen; "final" also ends every case (noted for information), so that the
 # meeting can be concluded; "note" lists the target for information; "drafted" gives the target
-# a record and a complete draft outcome; "signed" signs that outcome.
+# a record and a complete draft outcome; "signed" signs that outcome; "sent" gives that signed
+# outcome a letter sent to the patient's practice (with a PDF naming the patient), "failed" one
+# whose sending failed.
 LIVE_SETUP = {
     "mdt:console": "live",
     "mdt:show_case": "live",
@@ -527,6 +605,14 @@ LIVE_SETUP = {
     "mdt:defer_case": "live",
     "mdt:note_case": "note",
     "mdt:withdraw_case": "live",
+    "mdt:gp_letters": "sent",
+    "mdt:gp_letter": "sent",
+    "mdt:letter_pdf": "sent",
+    "mdt:resend_letter": "failed",
+    "mdt:meeting_letters": "sent",
+    "mdt:send_meeting_letters": "failed",
+    "mdt:record_patient_told": "signed",
+    "mdt:letter_preview": "drafted",
 }
 COMPLETE_OUTCOME = {
     "category": "treatment",
@@ -554,19 +640,38 @@ def _set_up_live_meeting(world: World, url_name: str) -> None:
             Case.objects.filter(meeting=meeting).update(status=Case.Status.FOR_INFORMATION)
         if setup == "note":
             Case.objects.filter(pk=target.pk).update(triage=Case.Triage.FOR_INFORMATION)
-        if setup in ("drafted", "signed"):
+        if setup in ("drafted", "signed", "sent", "failed"):
             snapshot = Snapshot.objects.create(patient=target.patient, reason="matrix")
             Case.objects.filter(pk=target.pk).update(snapshot=snapshot)
             signed = {"signed_at": now, "signed_by": recorder, "snapshot": snapshot}
-            Outcome.objects.create(
+            outcome = Outcome.objects.create(
                 case=target,
                 recorded_by=recorder,
                 discussion_date=timezone.localdate(),
                 **COMPLETE_OUTCOME,
-                **(signed if setup == "signed" else {}),
+                **(signed if setup != "drafted" else {}),
             )
-            if setup == "signed":
+            if setup != "drafted":
                 Case.objects.filter(pk=target.pk).update(status=Case.Status.DISCUSSED)
+            if setup in ("sent", "failed"):
+                _letter(outcome, target.patient, sent=setup == "sent")
+        if url_name == "mdt:send_meeting_letters":
+            Meeting.objects.filter(pk=meeting.pk).update(
+                status=Meeting.Status.CONCLUDED, concluded_at=now
+            )
+
+
+def _letter(outcome: Outcome, patient: Patient, *, sent: bool) -> Letter:
+    now = timezone.now()
+    letter = Letter(outcome=outcome, recipient=patient.gp_practice, created_at=now)
+    if sent:
+        letter.status = LetterStatus.SENT
+        letter.pdf.save("letter.pdf", ContentFile(f"%PDF {patient.full_name}".encode()), save=False)
+        letter.sha256, letter.rendered_at, letter.sent_at = "0" * 64, now, now
+    else:
+        letter.status, letter.last_error = LetterStatus.FAILED, "MESH refused the message"
+    letter.save()
+    return letter
 
 
 def _outcome_form(revision: int) -> dict:
@@ -636,6 +741,8 @@ def _post_data(world: World, url_name: str, scope: str) -> dict:
         return {"reason": "The T stage was recorded wrongly"}
     if url_name in {"mdt:defer_case", "mdt:withdraw_case"}:
         return {"reason": "Awaiting PET-CT"}
+    if url_name == "mdt:record_patient_told":
+        return {"told_by": "Clinical nurse specialist", "told_at": ""}
     if url_name == "registry:imports":
         header = ",".join(item.number for item in cosd.TUMOUR_ITEMS)
         return {"tumours": SimpleUploadedFile("tumours.csv", f"{header}\n".encode())}
@@ -664,7 +771,13 @@ def _shown_patients(world: World, method: str, url_name: str, scope: str, role: 
         return [world.spare]  # the patient being added, above the form's error
     if request in {("GET", "mdt:console"), ("GET", "mdt:meeting_summary")}:
         return own_listed  # the case on the screen, and the list
+    if request == ("GET", "mdt:gp_letters"):
+        return [world.cases[OWN][0].patient] if role == Role.GP else []
     if request in {
+        ("GET", "mdt:gp_letter"),
+        ("GET", "mdt:letter_pdf"),
+        ("GET", "mdt:meeting_letters"),
+        ("GET", "mdt:letter_preview"),
         ("GET", "mdt:follow"),
         ("GET", "mdt:live_state"),
         ("GET", "mdt:amend_outcome"),
@@ -696,6 +809,9 @@ AUDITED_ON_CHANGE = {
     "mdt:defer_case": lambda world, scope: [world.cases[scope][0].patient],
     "mdt:note_case": lambda world, scope: [world.cases[scope][0].patient],
     "mdt:withdraw_case": lambda world, scope: [world.cases[scope][0].patient],
+    "mdt:resend_letter": lambda world, scope: [world.cases[scope][0].patient],
+    "mdt:send_meeting_letters": lambda world, scope: [],
+    "mdt:record_patient_told": lambda world, scope: [world.cases[scope][0].patient],
 }
 
 
@@ -711,7 +827,8 @@ def _identifiers(patient: Patient) -> list[str]:
 def _haystack(response) -> str:
     """The body and every header, lower-cased (names are shown upper-cased: "ZEBEDEE, Ada")."""
     headers = "\n".join(f"{name}: {value}" for name, value in response.headers.items())
-    return f"{response.content.decode(errors='replace')}\n{headers}".lower()
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return f"{body.decode(errors='replace')}\n{headers}".lower()
 
 
 def _assert_shows_only(
@@ -775,6 +892,9 @@ def _state() -> tuple:
         ),
         sorted(Attendance.objects.values_list("meeting_id", "user_id", "status", "left_at")),
         sorted(Review.objects.values_list("case_id", "role", "reviewer_id", "note", "done_at")),
+        # Not read_at: a GP opening a letter marks it read, which is reading, not a change.
+        sorted(Letter.objects.values_list("pk", "status", "attempts")),
+        sorted(PatientTold.objects.values_list("case_id", "told_by", "recorded_by_id")),
     )
 
 
@@ -793,6 +913,9 @@ def _check_intended_change(world: World, url_name: str, scope: str, user: User) 
         created = Meeting.objects.exclude(pk__in=[m.pk for m in world.meetings.values()])
         assert [m.team_id for m in created] == [world.teams[scope].pk]
         return reverse("mdt:meeting", args=[created.get().public_id])
+    letter_change = _check_letter_change(meeting, target, url_name, user)
+    if letter_change:
+        return letter_change
     live_change = _check_live_change(meeting, target, url_name, user)
     if live_change:
         return live_change
@@ -816,6 +939,18 @@ def _check_intended_change(world: World, url_name: str, scope: str, user: User) 
     else:
         raise AssertionError(f"{url_name} has no expected change")
     return reverse("mdt:meeting", args=[meeting.public_id])
+
+
+def _check_letter_change(meeting: Meeting, target: Case, url_name: str, user: User) -> str:
+    """The letters' changes; returns where the request should redirect ("" if another)."""
+    if url_name in {"mdt:resend_letter", "mdt:send_meeting_letters"}:
+        assert Letter.objects.get(outcome__case=target).status == LetterStatus.QUEUED
+        return reverse("mdt:meeting", args=[meeting.public_id]) + "#letters"
+    if url_name == "mdt:record_patient_told":
+        told = PatientTold.objects.get(case=target)
+        assert (told.told_by, told.recorded_by) == ("Clinical nurse specialist", user)
+        return reverse("mdt:outcome_history", args=[target.public_id]) + "#patient-told"
+    return ""
 
 
 def _check_live_change(meeting: Meeting, target: Case, url_name: str, user: User) -> str:
