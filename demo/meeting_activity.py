@@ -500,10 +500,16 @@ def outcome_values(case: Case) -> dict:
         {"action": action, "owner": owner, "due": (discussion_date + timedelta(days)).isoformat()}
         for action, owner, days in values.pop("_actions")
     ]
-    values["actions"].append(
-        {"action": "Tell the patient the outcome", "owner": "Key worker", "due": due.isoformat()}
-    )
-    values["patient_informed"] = False
+    # Most patients hear the outcome from their key worker on the day, so their letters go to
+    # the GP at once; every fourth has not been told yet, so the demo shows a held letter.
+    told = case.position % 4 != 0
+    values["patient_informed"] = told
+    if told:
+        values["informed_by"] = values["key_worker"] or "Key worker"
+        values["informed_at"] = case.meeting.starts_at + timedelta(minutes=30)
+    else:
+        tell = {"action": "Tell the patient the outcome", "owner": "Key worker"}
+        values["actions"].append({**tell, "due": due.isoformat()})
     return values
 
 
