@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from .live import _make_current, bump_live_version
+from .live import bump_live_version, put_on_screen
 from .models import Case, DiscussionPeriod, Meeting
 from .permissions import can_manage_list, can_run_meeting
 from .population import request_case_population
@@ -105,7 +105,7 @@ def conclude_meeting(*, user, meeting: Meeting) -> ConclusionResult:
                 f"{names}{more}."
             )
         now = timezone.now()
-        _make_current(meeting, None, now)
+        put_on_screen(meeting, None, now)
         carried = [
             _carry_over(user, meeting, case)
             for case in meeting.cases.filter(

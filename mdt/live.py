@@ -51,13 +51,13 @@ def start_meeting(*, user, meeting: Meeting) -> Meeting:
         )
         first = meeting.cases.listed().order_by("position", "id").first()
         if first is not None:
-            _make_current(meeting, first, now)
+            put_on_screen(meeting, first, now)
         bump_live_version(meeting.pk)
         meeting.refresh_from_db()
         return meeting
 
 
-def _make_current(meeting: Meeting, case: Case | None, now) -> None:
+def put_on_screen(meeting: Meeting, case: Case | None, now) -> None:
     DiscussionPeriod.objects.filter(case__meeting=meeting, ended_at__isnull=True).update(
         ended_at=now
     )
@@ -76,7 +76,7 @@ def show_case(*, user, meeting: Meeting, case: Case) -> Meeting:
         if case.meeting_id != meeting.pk or case.status == Case.Status.REMOVED:
             raise ListError("That case is not on this meeting's list.")
         if meeting.current_case_id != case.pk:
-            _make_current(meeting, case, timezone.now())
+            put_on_screen(meeting, case, timezone.now())
             bump_live_version(meeting.pk)
         return meeting
 

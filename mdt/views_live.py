@@ -8,7 +8,7 @@ from collections import Counter
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -67,9 +67,10 @@ def _list_cases(meeting: Meeting):
 
 
 def _case_on_list(meeting: Meeting, public_id) -> Case | None:
-    return next(
-        (case for case in _list_cases(meeting) if str(case.public_id) == str(public_id)), None
-    )
+    try:
+        return meeting.cases.select_related("patient").get(public_id=public_id)
+    except (Case.DoesNotExist, ValidationError):  # unknown, or not a UUID at all
+        return None
 
 
 def _outcome_state(case: Case) -> str:
