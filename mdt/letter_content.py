@@ -17,10 +17,7 @@ from . import reviews
 from .live import quoracy
 from .models import (
     Attendance,
-    CarePlanIntent,
     CoreRole,
-    NoTreatmentReason,
-    OutcomeCategory,
     PerformanceStatus,
     PlannedTreatment,
     TeamMember,
@@ -197,14 +194,10 @@ def _outcome(outcome) -> dict:
     if trial and outcome.trial_name:
         trial = f"{trial}: {outcome.trial_name}"
     return {
-        "category": OutcomeCategory(outcome.category).label if outcome.category else "",
-        "intent": CarePlanIntent(outcome.care_plan_intent).label
-        if outcome.care_plan_intent
-        else "",
+        "category": outcome.get_category_display(),
+        "intent": outcome.get_care_plan_intent_display(),
         "treatments": [PlannedTreatment(code).label for code in outcome.planned_treatments],
-        "no_treatment_reason": NoTreatmentReason(outcome.no_treatment_reason).label
-        if outcome.no_treatment_reason
-        else "",
+        "no_treatment_reason": outcome.get_no_treatment_reason_display(),
         "trial": trial,
     }
 
