@@ -427,17 +427,19 @@ def note_render_error(letter_id: int, error: Exception, *, final: bool) -> None:
 # -- handing over to Celery --------------------------------------------------------------------
 
 
-def _enqueue(task_name: str, letter_id: int, queue: str | None = None) -> None:
-    """After commit, tell a worker to look at the letter. If the broker is down the commit still
-    stands: the row says what is to be done, and the beat sweep repeats the message."""
+def _enqueue(task_name: str, letter_id: int, **options) -> None:
+    """After commit, tell a worker to look at the letter (``options`` for ``apply_async``: a
+    queue, an eta). If the broker is down the commit still stands: the row says what is to be
+    done, and the beat sweep repeats the message."""
 
     def send() -> None:
         from . import letter_tasks
 
         task = getattr(letter_tasks, task_name)
         try:
-            if queue:
-                task.apply_async((letter_id,), queue=queue)
+            given = {name: value for name, value in options.items() if value}
+            if given:
+                task.apply_async((letter_id,), **given)
             else:
                 task.delay(letter_id)
         except Exception:  # noqa: BLE001 - the broker's errors vary by transport
@@ -450,8 +452,8 @@ def enqueue_render(letter_id: int) -> None:
     _enqueue("render_letter", letter_id)
 
 
-def enqueue_send(letter_id: int, *, queue: str | None = None) -> None:
-    _enqueue("send_letter_task", letter_id, queue)
+def enqueue_send(letter_id: int, *, queue: str | None = None, eta=None) -> None:
+    _enqueue("send_letter_task", letter_id, queue=queue, eta=eta)
 
 
 def stuck_letters(older_than: timedelta | None = None):

@@ -361,18 +361,10 @@ def _record_failure(letter_id: int, error: BaseException, *, permanent: bool = F
 
 
 def _enqueue_retry(letter_id: int, retry_at: datetime) -> None:
-    """A delayed task for the retry, after commit. If the broker is down, the beat sweep of
-    stuck letters (mdt.letters.stuck_letters) sends it later."""
+    """A delayed task for the retry, after commit (the beat sweep covers a broker that is down)."""
+    from .letters import enqueue_send
 
-    def send() -> None:
-        from .letter_tasks import send_letter_task
-
-        try:
-            send_letter_task.apply_async((letter_id,), eta=retry_at)
-        except Exception:  # noqa: BLE001 - the broker's errors vary by transport
-            logger.warning("Could not enqueue the retry of letter %s; the sweep will", letter_id)
-
-    transaction.on_commit(send)
+    enqueue_send(letter_id, eta=retry_at)
 
 
 # -- acknowledgements ----------------------------------------------------------------------------
