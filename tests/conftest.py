@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.mesh_sandbox import point_settings_at, start_session_sandbox
+
 
 @pytest.fixture(autouse=True)
 def _synthetic_nhs_numbers_allowed(settings):
@@ -25,3 +27,19 @@ def pytest_collection_modifyitems(config, items):
     # Browser tests run last: Playwright's sync API leaves an event loop running on the main
     # thread for the rest of the session, and asyncio.run() refuses to start inside it.
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture(scope="session")
+def mesh_sandbox(tmp_path_factory):
+    """The real mesh-sandbox, once per session (tests/mesh_sandbox.py)."""
+    sandbox = start_session_sandbox(tmp_path_factory.mktemp("mesh-sandbox"))
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def mesh_settings(settings, mesh_sandbox):
+    """The app's MESH settings pointed at the session's sandbox."""
+    return point_settings_at(settings, mesh_sandbox)

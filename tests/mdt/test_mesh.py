@@ -1,4 +1,4 @@
-"""Letters over MESH against the real mesh-sandbox (tests/mdt/conftest.py): sending, tracking by
+"""Letters over MESH against the real mesh-sandbox (tests/mesh_sandbox.py): sending, tracking by
 message id and by local id, the demo practices' inbox process acknowledging, messages surviving a
 restart of the sandbox, deliver_letter's claim / recover / retry rules; and the addressing
 module on its own (the sandbox does not route GPPROVIDER addresses)."""
@@ -19,8 +19,7 @@ from demo import practice_inbox
 from mdt import mesh, mesh_addressing
 from mdt.models import Letter, LetterStatus, Outcome
 from tests.factories import CaseFactory, OrganisationFactory, PracticeFactory
-
-from .conftest import PRACTICE_MAILBOXES, SHARED_KEY
+from tests.mesh_sandbox import PRACTICE_MAILBOXES, SHARED_KEY
 
 PRACTICE = PRACTICE_MAILBOXES[0]
 PDF = b"%PDF-1.7\n% an MDT outcome letter\n%%EOF\n"

@@ -1,8 +1,9 @@
-"""The real mesh-sandbox (NHS England's local MESH server) for the tests that send letters.
+"""The real mesh-sandbox (NHS England's local MESH server) for the tests that send letters; its
+fixtures (``mesh_sandbox``, ``mesh_settings``) are in tests/conftest.py.
 
 Started once per session from its own virtualenv (scripts/mesh-sandbox.sh; `make test` makes the
 virtualenv first) on a free port, in file store mode with a temporary folder, with the mailboxes
-the tests use registered. Skips, saying why, only if the virtualenv cannot be made.
+the tests use registered. A virtualenv that cannot be made fails the tests that need it.
 """
 
 import os
@@ -14,9 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "mesh-sandbox.sh"
 SHARED_KEY = "TestKey"
 # The trust's sending mailbox (canned in the sandbox) and the practices' mailboxes.
@@ -83,29 +82,24 @@ class MeshSandbox:
         self.start()
 
 
-@pytest.fixture(scope="session")
-def mesh_sandbox(tmp_path_factory):
+def start_session_sandbox(base: Path) -> MeshSandbox:
+    """Installs (if needed) and starts a sandbox storing its messages under ``base``."""
     installed = subprocess.run(  # noqa: S603 - our own script
         [str(SCRIPT), "install"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     if installed.returncode != 0:  # `make test` installs it: a failure here is a real failure
-        pytest.fail(
+        raise RuntimeError(
             "mesh-sandbox's virtualenv could not be made (scripts/mesh-sandbox.sh install): "
             + (installed.stderr or installed.stdout).strip()[-500:]
         )
-    base = tmp_path_factory.mktemp("mesh-sandbox")
     sandbox = MeshSandbox(store=base / "store", port=_free_port(), log=base / "sandbox.log")
     sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
+    return sandbox
 
 
-@pytest.fixture
-def mesh_settings(settings, mesh_sandbox):
-    """The app's MESH settings pointed at the session's sandbox."""
-    settings.MESH_URL = mesh_sandbox.url
+def point_settings_at(settings, sandbox: MeshSandbox):
+    """The app's MESH settings (the pytest-django ``settings`` fixture) pointed at a sandbox."""
+    settings.MESH_URL = sandbox.url
     settings.MESH_MAILBOX_ID = SENDER
     settings.MESH_MAILBOX_PASSWORD = "password"
     settings.MESH_SHARED_KEY = SHARED_KEY
