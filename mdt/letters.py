@@ -5,7 +5,12 @@
   moment, and rendering is enqueued when the signature commits (ARCHITECTURE.md, "Processes").
 - A letter whose patient has not been told the outcome is **held**: a GP record the patient can
   read must not break the news. ``record_patient_told`` releases it; "Send all letters" for a
-  concluded meeting (``release_meeting_letters``) releases the told ones and retries failed ones.
+  concluded meeting (``release_meeting_letters``) releases the told ones and retries failed ones,
+  and releases the rest when the coordinator confirms, naming who, that those patients have been
+  told (recorded as PatientTold rows, so the confirmation is on the record).
+- Amending an outcome whose letter has not left yet (held, queued, ready or failed) marks that
+  letter **superseded**: only the amendment's letter goes, and it names the last letter the GP
+  could have had, if any.
 - ``render`` (called by the Celery task in mdt.letter_tasks) makes the PDF once, whatever happens
   to the worker, and hands the letter over to sending (mdt.mesh).
 - ``stuck_letters`` is what the beat sweep re-enqueues: the repair for a lost message.
@@ -68,12 +73,18 @@ class LetterRelease:
     released: int = 0  # held letters whose patient has been told, now on their way
     retried: int = 0  # failed letters tried again
     still_held: int = 0  # held letters whose patient has not been told: they stay held
+    confirmed_told: int = 0  # of the released: told as the coordinator confirmed at "Send all"
 
     @property
     def message(self) -> str:
         parts = []
         if self.released:
             parts.append(f"{self.released} held {_letters(self.released)} released")
+        if self.confirmed_told:
+            parts.append(
+                f"recorded that {self.confirmed_told} {_patients(self.confirmed_told)} "
+                "had been told"
+            )
         if self.retried:
             parts.append(f"{self.retried} failed {_letters(self.retried)} sent again")
         if not parts:
@@ -90,6 +101,10 @@ class LetterRelease:
 
 def _letters(count: int) -> str:
     return "letter" if count == 1 else "letters"
+
+
+def _patients(count: int) -> str:
+    return "patient" if count == 1 else "patients"
 
 
 # -- who sees which letters --------------------------------------------------------------------
@@ -194,6 +209,7 @@ def create_letter_for(outcome: Outcome) -> Letter:
         .order_by("-outcome__amendment_no")
         .first()
     )
+    _supersede_unsent(outcome)
     if not patient_has_been_told(outcome):
         status = LetterStatus.HELD
     elif recipient.manual_reason:
@@ -214,6 +230,40 @@ def create_letter_for(outcome: Outcome) -> Letter:
     if status != LetterStatus.HELD:
         enqueue_render(letter.pk)
     return letter
+
+
+# Letters that have not left: an amendment signed now replaces them before the GP gets them. Not
+# ``sending`` (an upload may be under way: it goes, and the amendment's letter supersedes it) nor
+# ``manual`` (it may already have been delivered by hand).
+UNSENT_STATUSES = (
+    LetterStatus.HELD,
+    LetterStatus.QUEUED,
+    LetterStatus.RENDERED,
+    LetterStatus.FAILED,
+)
+
+
+def _supersede_unsent(outcome: Outcome) -> int:
+    """Marks the case's earlier letters that have not left as superseded; how many."""
+    unsent = Letter.objects.select_for_update(of=("self",)).filter(
+        outcome__case_id=outcome.case_id,
+        outcome__amendment_no__lt=outcome.amendment_no,
+        status__in=UNSENT_STATUSES,
+    )
+    count = 0
+    for letter in unsent.order_by("pk"):
+        _set_status(letter, LetterStatus.SUPERSEDED, next_attempt_at=None)
+        count += 1
+    return count
+
+
+def replaced_letter(letter: Letter) -> Letter | None:
+    """The letter this one replaces as far as the GP is concerned: the nearest earlier letter
+    that was not superseded before it left."""
+    earlier = letter.supersedes
+    while earlier is not None and earlier.status == LetterStatus.SUPERSEDED:
+        earlier = earlier.supersedes
+    return earlier
 
 
 # -- status changes ----------------------------------------------------------------------------
@@ -303,10 +353,13 @@ def resend_letter(*, user, letter: Letter) -> None:
         _retry(locked)
 
 
-def release_meeting_letters(*, user, meeting: Meeting) -> LetterRelease:
+def release_meeting_letters(*, user, meeting: Meeting, told_by: str = "") -> LetterRelease:
     """ "Send all letters" for a concluded meeting: releases the held letters whose patient has
     been told (by the outcome or a later record) and tries the failed ones again. Letters whose
-    patient has not been told stay held. Clicking twice does nothing more."""
+    patient has not been told stay held, unless the coordinator confirms that those patients
+    have been told, saying by whom (``told_by``): that is recorded for each of them, as
+    record_patient_told would, and their letters go too. Clicking twice does nothing more."""
+    told_by = (told_by or "").strip()
     if (
         not can_manage_list(user)
         or not Meeting.objects.visible_to(user).filter(pk=meeting.pk).exists()
@@ -336,6 +389,18 @@ def release_meeting_letters(*, user, meeting: Meeting) -> LetterRelease:
             elif letter.outcome.patient_informed or letter.outcome.case_id in told_cases:
                 _release(letter)
                 result.released += 1
+            elif told_by:
+                PatientTold.objects.create(
+                    case_id=letter.outcome.case_id,
+                    outcome=letter.outcome,
+                    told_by=told_by,
+                    told_at=timezone.now(),
+                    recorded_by=user,
+                )
+                told_cases.add(letter.outcome.case_id)
+                _release(letter)
+                result.released += 1
+                result.confirmed_told += 1
             else:
                 result.still_held += 1
     return result
@@ -347,7 +412,7 @@ def release_meeting_letters(*, user, meeting: Meeting) -> LetterRelease:
 def letter_context_for(letter: Letter) -> dict:
     """The letter's content: its outcome, its frozen recipient, the letter it replaces, and, when
     the patient was told after signing, who told them."""
-    context = letter_context(letter.outcome, letter.recipient, supersedes=letter.supersedes)
+    context = letter_context(letter.outcome, letter.recipient, supersedes=replaced_letter(letter))
     if not context["informed"]["told"]:
         told = PatientTold.objects.filter(case_id=letter.outcome.case_id).order_by("-pk").first()
         if told is not None:

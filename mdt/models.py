@@ -543,7 +543,9 @@ class LetterStatus(models.TextChoices):
     """Where a letter to the GP is (docs/case-states.md, "Outcome versions"; ARCHITECTURE.md,
     "Letters"). ``held``: waiting until the patient has been told; ``queued``: waiting to be
     rendered; ``rendered``: the PDF is stored and waits to be sent; ``manual``: it cannot go by
-    MESH (``manual_reason`` says why) and someone must deliver it (its PDF is still rendered)."""
+    MESH (``manual_reason`` says why) and someone must deliver it (its PDF is still rendered);
+    ``superseded``: the outcome was amended before this letter left, so only the amendment's
+    letter goes."""
 
     HELD = "held", "Held until the patient has been told"
     QUEUED = "queued", "Queued"
@@ -553,6 +555,7 @@ class LetterStatus(models.TextChoices):
     ACKNOWLEDGED = "acknowledged", "Acknowledged by the practice"
     FAILED = "failed", "Failed"
     MANUAL = "manual", "Needs manual delivery"
+    SUPERSEDED = "superseded", "Replaced before it was sent"
 
 
 # The statuses in which the letter's PDF exists (and so its SHA-256).

@@ -33,6 +33,7 @@ STATUS_TAGS = {
     LetterStatus.ACKNOWLEDGED: "nhsuk-tag--green",
     LetterStatus.FAILED: "nhsuk-tag--red",
     LetterStatus.MANUAL: "nhsuk-tag--orange",
+    LetterStatus.SUPERSEDED: "nhsuk-tag--white",
 }
 
 
@@ -175,7 +176,9 @@ def send_meeting_letters(request, public_id):
     if not can_manage_list(request.user):
         raise PermissionDenied
     try:
-        result = letters.release_meeting_letters(user=request.user, meeting=meeting)
+        result = letters.release_meeting_letters(
+            user=request.user, meeting=meeting, told_by=request.POST.get("told_by", "")
+        )
     except ListError as error:
         messages.error(request, str(error))
     else:

@@ -351,6 +351,39 @@ def test_send_all_releases_told_and_failed_letters_but_not_untold_ones(
     assert enqueued == []
 
 
+def test_send_all_releases_untold_letters_when_the_coordinator_confirms_who_told_them(
+    meeting, chair, coordinator, enqueued, django_capture_on_commit_callbacks
+):
+    not_told = {"patient_informed": False, "informed_by": ""}
+    first, second = (
+        sign(chair, listed(meeting), django_capture_on_commit_callbacks, **not_told).letter
+        for _ in range(2)
+    )
+    Meeting.objects.filter(pk=meeting.pk).update(status=Meeting.Status.CONCLUDED)
+
+    enqueued.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        result = letters.release_meeting_letters(
+            user=coordinator, meeting=meeting, told_by="  Lung CNS team in clinic "
+        )
+    assert result == LetterRelease(released=2, confirmed_told=2)
+    assert result.message == "2 held letters released; recorded that 2 patients had been told."
+    assert sorted(enqueued) == sorted([(RENDER, first.pk), (RENDER, second.pk)])
+    told = PatientTold.objects.filter(case__meeting=meeting)
+    assert sorted(told.values_list("case_id", flat=True)) == sorted(
+        [first.outcome.case_id, second.outcome.case_id]
+    )
+    assert set(told.values_list("told_by", "recorded_by")) == {
+        ("Lung CNS team in clinic", coordinator.pk)
+    }
+    # The letter says who told the patient.
+    assert "Lung CNS team in clinic" in render(first, django_capture_on_commit_callbacks).html
+    # A second confirmation records nothing more.
+    again = letters.release_meeting_letters(user=coordinator, meeting=meeting, told_by="Again")
+    assert again == LetterRelease()
+    assert told.count() == 2
+
+
 # -- amendments --------------------------------------------------------------------------------
 
 
@@ -390,6 +423,64 @@ def test_an_amendment_after_the_patient_was_told_is_not_held(
         letters.record_patient_told(user=clinician, case=case, told_by="Dr Surgeon")
     amendment = amend(chair, case, django_capture_on_commit_callbacks, **not_told)
     assert amendment.letter.status == LetterStatus.QUEUED
+
+
+@pytest.mark.parametrize("unsent", ["held", "queued", "rendered", "failed"])
+def test_an_amendment_before_the_first_letter_left_supersedes_it_so_only_one_goes(
+    unsent, meeting, chair, clinician, practice, enqueued, django_capture_on_commit_callbacks
+):
+    case = listed(meeting, practice=practice)
+    told = {} if unsent != "held" else {"patient_informed": False, "informed_by": ""}
+    first = sign(chair, case, django_capture_on_commit_callbacks, **told).letter
+    if unsent in ("rendered", "failed"):
+        first = render(first, django_capture_on_commit_callbacks)
+    if unsent == "failed":
+        Letter.objects.filter(pk=first.pk).update(status=LetterStatus.FAILED)
+    assert Letter.objects.get(pk=first.pk).status == unsent
+
+    enqueued.clear()
+    amendment = amend(chair, case, django_capture_on_commit_callbacks)
+    first.refresh_from_db()
+    assert first.status == LetterStatus.SUPERSEDED
+    # The old letter's queued tasks find nothing to do; the new letter goes.
+    letter_tasks.render_letter.apply(args=[first.pk]).get()
+    letter_tasks.send_letter_task.apply(args=[first.pk]).get()
+    first.refresh_from_db()
+    assert first.status == LetterStatus.SUPERSEDED
+    assert first.mesh_message_id == ""
+    second = render(amendment.letter, django_capture_on_commit_callbacks)
+    assert second.supersedes == first
+    # The GP never had the first letter, so the amendment's letter does not claim to replace it.
+    assert "This letter replaces the letter of" not in second.html
+    assert "This is amendment 1 of the outcome" in second.html
+    # Neither "Send all letters" nor "the patient has been told" brings the first one back.
+    Meeting.objects.filter(pk=meeting.pk).update(status=Meeting.Status.CONCLUDED)
+    letters.release_meeting_letters(user=chair, meeting=meeting, told_by="Dr Surgeon")
+    letters.record_patient_told(user=clinician, case=case, told_by="Dr Surgeon")
+    assert Letter.objects.get(pk=first.pk).status == LetterStatus.SUPERSEDED
+
+
+def test_an_amendment_names_the_last_letter_that_left_when_one_in_between_never_did(
+    meeting, chair, practice, enqueued, django_capture_on_commit_callbacks
+):
+    case = listed(meeting, practice=practice)
+    first = render(
+        sign(chair, case, django_capture_on_commit_callbacks).letter,
+        django_capture_on_commit_callbacks,
+    )
+    Letter.objects.filter(pk=first.pk).update(status=LetterStatus.SENT)
+    middle = amend(chair, case, django_capture_on_commit_callbacks).letter  # queued, never left
+    last = render(
+        amend(chair, case, django_capture_on_commit_callbacks).letter,
+        django_capture_on_commit_callbacks,
+    )
+    assert Letter.objects.get(pk=middle.pk).status == LetterStatus.SUPERSEDED
+    assert Letter.objects.get(pk=first.pk).status == LetterStatus.SENT
+    assert last.supersedes == middle
+    assert letters.replaced_letter(last) == first
+    assert "This letter replaces the letter of" in last.html
+    assert str(first.outcome.public_id) in last.html
+    assert str(middle.outcome.public_id) not in last.html
 
 
 # -- rendering ---------------------------------------------------------------------------------
