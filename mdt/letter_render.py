@@ -15,9 +15,9 @@ PDF_VARIANT = "pdf/ua-1"
 
 def render_letter_html(context: dict, *, fragment: bool = False) -> str:
     """The letter as a whole HTML document for the PDF, or (``fragment``) as an ``<article>``
-    for a page that shows the preview beside the outcome."""
+    for a page of the app, under that page's own h1 (so the letter's headings start at h2)."""
     template = get_template(FRAGMENT_TEMPLATE if fragment else DOCUMENT_TEMPLATE, using="jinja2")
-    return template.render({"letter": context})
+    return template.render({"letter": context, "top": 2 if fragment else 1})
 
 
 def render_letter_pdf(html: str, *, title: str, author: str) -> bytes:

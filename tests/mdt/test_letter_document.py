@@ -266,3 +266,14 @@ def test_a_draft_preview_says_it_is_a_draft_and_has_no_inline_styles(meeting, ch
     assert "style=" not in fragment
     # The radiologist has not arrived: the preview warns before the chair signs.
     assert "Radiologist not present when this outcome was agreed" in fragment
+
+
+def test_inside_a_page_the_letter_title_is_an_h2_under_the_page_h1(meeting, chair, room):
+    outcome = sign(meeting, chair, room)
+    context = letter_context(outcome, outcome.case.patient.gp_practice)
+    document = render_letter_html(context)
+    fragment = render_letter_html(context, fragment=True)
+    assert '<h1 id="letter-title"' in document and "<h2 " in document
+    assert "<h1" not in fragment
+    assert '<h2 id="letter-title"' in fragment
+    assert '<h3 class="letter-heading">Patient details</h3>' in fragment
