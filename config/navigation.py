@@ -15,6 +15,7 @@ def navigation(request) -> dict:
     if user.has_role("admin"):
         items.append(("records:audit_log", "Audit log"))
         items.append(("registry:imports", "Registry imports"))
+        items.append(("mdt:letter_turnaround", "Letter turnaround"))
     current = request.path
     nav = []
     for name, text in items:

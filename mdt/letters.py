@@ -193,6 +193,16 @@ def patient_has_been_told(outcome: Outcome) -> bool:
     return outcome.patient_informed or PatientTold.objects.filter(case_id=outcome.case_id).exists()
 
 
+def told_case_ids(meeting: Meeting) -> set[int]:
+    """The meeting's cases recorded as told after signing (PatientTold)."""
+    return set(PatientTold.objects.filter(case__meeting=meeting).values_list("case_id", flat=True))
+
+
+def held_letter_may_go(letter: Letter, told_cases: set[int]) -> bool:
+    """Whether a held letter's patient has been told, by its outcome or a later record."""
+    return letter.outcome.patient_informed or letter.outcome.case_id in told_cases
+
+
 def create_letter_for(outcome: Outcome) -> Letter:
     """The letter of a just-signed outcome version; call inside the signing transaction. A second
     call for the same version returns the letter already made."""
@@ -379,14 +389,12 @@ def release_meeting_letters(*, user, meeting: Meeting, told_by: str = "") -> Let
             )
             .order_by("pk")
         )
-        told_cases = set(
-            PatientTold.objects.filter(case__meeting=meeting).values_list("case_id", flat=True)
-        )
+        told_cases = told_case_ids(meeting)
         for letter in letters:
             if letter.status == LetterStatus.FAILED:
                 _retry(letter)
                 result.retried += 1
-            elif letter.outcome.patient_informed or letter.outcome.case_id in told_cases:
+            elif held_letter_may_go(letter, told_cases):
                 _release(letter)
                 result.released += 1
             elif told_by:

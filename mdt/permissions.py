@@ -32,3 +32,9 @@ def can_sign_outcomes(user, meeting) -> bool:
 
 def can_review(user) -> bool:
     return user.is_authenticated and user.has_role(Role.CLINICIAN, Role.CHAIR)
+
+
+def can_read_letter_turnaround(user) -> bool:
+    """The administrators' report of letter turnaround: counts and times per meeting, no
+    patients, for the teams their organisations host (mdt.letter_reports.report_teams)."""
+    return user.is_authenticated and user.has_role(Role.ADMIN)

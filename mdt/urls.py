@@ -48,6 +48,11 @@ urlpatterns = [
         "meetings/<uuid:public_id>/letters/", views_letters.meeting_letters, name="meeting_letters"
     ),
     path(
+        "meetings/<uuid:public_id>/letters/progress/",
+        views_letters.meeting_letters_progress,
+        name="meeting_letters_progress",
+    ),
+    path(
         "meetings/<uuid:public_id>/letters/send/",
         views_letters.send_meeting_letters,
         name="send_meeting_letters",
@@ -61,6 +66,11 @@ urlpatterns = [
         "cases/<uuid:public_id>/letter-preview/",
         views_letters.letter_preview,
         name="letter_preview",
+    ),
+    path(
+        "reports/letter-turnaround/",
+        views_letters.letter_turnaround,
+        name="letter_turnaround",
     ),
     path("patients/search/", views.patient_search, name="patient_search"),
     path("cases/from-registry/", views.add_registry_patient, name="add_registry_patient"),

@@ -1,6 +1,7 @@
 """Pages for the letters to GPs (issue 6): the GP portal, a letter's PDF, the meeting's letters
-panel with "Send all letters" and "Resend", "the patient has been told", and the preview of the
-letter beside the chair's outcome form. The state changes are mdt.letters' services."""
+panel with "Send all letters", its progress and "Resend", "the patient has been told", the
+preview of the letter beside the chair's outcome form, and the administrators' turnaround report.
+The state changes are mdt.letters' services; what the pages count is mdt.letter_reports."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,16 +13,18 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import audit_did, audit_saw
 from accounts.models import Role
+from accounts.session_limits import background_poll
 
-from . import letters, queries
+from . import letter_reports, letters, queries
 from .letter_content import letter_context
 from .letter_render import render_letter_html
-from .models import Letter, LetterStatus, Meeting
-from .permissions import can_manage_list, can_run_meeting
+from .models import Letter, LetterStatus, Meeting, Team
+from .permissions import can_manage_list, can_read_letter_turnaround, can_run_meeting
 from .services import ListError
 
 STATUS_TAGS = {
@@ -119,16 +122,23 @@ class LetterRow:
     to_acknowledged: str
 
 
-def _turnaround(start: datetime | None, end: datetime | None) -> str:
-    if start is None or end is None:
+def format_duration(duration: timedelta | None) -> str:
+    """A turnaround for people: "12 min", "2 h 5 min", "3 days"."""
+    if duration is None:
         return ""
-    minutes = max(int((end - start) / timedelta(minutes=1)), 0)
+    minutes = max(int(duration / timedelta(minutes=1)), 0)
     if minutes < 60:
         return f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     if hours < 48:
         return f"{hours} h {minutes} min"
     return f"{hours // 24} days"
+
+
+def _turnaround(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    return format_duration(end - start)
 
 
 def _meeting_letters_context(request, meeting: Meeting) -> dict:
@@ -144,11 +154,20 @@ def _meeting_letters_context(request, meeting: Meeting) -> dict:
         ).order_by("outcome__case__position", "outcome__amendment_no")
     ]
     audit_saw(request, (row.letter.outcome.case.patient_id for row in rows))
+    can_send = can_manage_list(request.user)
+    concluded = meeting.status == Meeting.Status.CONCLUDED
+    send_all = None
+    if can_send and concluded:
+        send_all = letter_reports.send_all_preview(meeting, (row.letter for row in rows))
     return {
         "meeting": meeting,
         "letter_rows": rows,
-        "can_send": can_manage_list(request.user),
-        "concluded": meeting.status == Meeting.Status.CONCLUDED,
+        "can_send": can_send,
+        "concluded": concluded,
+        "send_all": send_all,
+        "progress": letter_reports.letter_progress(row.letter.status for row in rows),
+        "turnaround": letter_reports.meeting_turnaround(meeting) if rows else None,
+        "duration": format_duration,
     }
 
 
@@ -167,6 +186,22 @@ def meeting_letters(request, public_id):
     if request.htmx:
         return render(request, "mdt/letters/partials/meeting_letters.jinja", context)
     return render(request, "mdt/letters/meeting_letters.jinja", context)
+
+
+@background_poll
+@login_required
+@require_GET
+def meeting_letters_progress(request, public_id):
+    """Polled every 2 seconds by the letters panel while any letter is on its way: the progress
+    and the letters again, with the count for the live region only when it differs from the one
+    the page last had (``sent`` and ``failed``), so a screen reader hears each change once."""
+    meeting = _meeting(request, public_id)
+    context = _meeting_letters_context(request, meeting)
+    progress = context["progress"]
+    shown = (request.GET.get("sent"), request.GET.get("failed"))
+    context["announce"] = shown != (str(progress.sent), str(progress.failed))
+    context["polled"] = True
+    return render(request, "mdt/letters/partials/letters_status.jinja", context)
 
 
 @login_required
@@ -280,4 +315,73 @@ def letter_preview(request, public_id):
     audit_saw(request, [case.patient_id])
     return render(
         request, "mdt/letters/partials/letter_preview.jinja", {"case": case, "body": body}
+    )
+
+
+# -- the administrators' turnaround report ---------------------------------------------------------
+
+
+class TurnaroundFilterForm(forms.Form):
+    # Never empty: _turnaround_filter fills in the last four weeks.
+    start = forms.DateField(
+        error_messages={"invalid": "Enter the first date as a real date, like 2027-03-02."}
+    )
+    end = forms.DateField(
+        error_messages={"invalid": "Enter the last date as a real date, like 2027-03-30."}
+    )
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.none(),
+        required=False,
+        empty_label="All teams",
+        error_messages={"invalid_choice": "Choose one of your organisation's teams."},
+    )
+
+    def __init__(self, data, *, teams):
+        super().__init__(data)
+        self.fields["team"].queryset = teams
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if start and end and end < start:
+            self.add_error("end", "The last date must be the same as the first date or after it.")
+        return cleaned
+
+
+def _turnaround_filter(query) -> dict:
+    """The report's filter as asked, the last four weeks where no dates are given."""
+    today = timezone.localdate(timezone=letter_reports.LONDON)
+    first, last = letter_reports.default_period(today)
+    data = {"start": first.isoformat(), "end": last.isoformat()}
+    data.update({name: value for name, value in query.items() if value})
+    return data
+
+
+@login_required
+@require_GET
+def letter_turnaround(request):
+    """Counts and times per meeting only: the letters by patient are on each meeting's page."""
+    if not can_read_letter_turnaround(request.user):
+        raise PermissionDenied
+    form = TurnaroundFilterForm(
+        _turnaround_filter(request.GET), teams=letter_reports.report_teams(request.user)
+    )
+    report, openable = None, set()
+    if form.is_valid():
+        report = letter_reports.turnaround_report(
+            request.user,
+            first_day=form.cleaned_data["start"],
+            last_day=form.cleaned_data["end"],
+            team=form.cleaned_data["team"],
+        )
+        # The meeting letters page is for the meeting's team: link it where the user is on it.
+        openable = set(
+            Meeting.objects.visible_to(request.user)
+            .filter(pk__in=[row.meeting.pk for row in report.rows])
+            .values_list("pk", flat=True)
+        )
+    return render(
+        request,
+        "mdt/letters/turnaround.jinja",
+        {"form": form, "report": report, "openable": openable, "duration": format_duration},
     )

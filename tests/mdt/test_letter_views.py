@@ -10,15 +10,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, Role
+from accounts.session_limits import LAST_SEEN
 from mdt import letters, live
 from mdt.models import CoreRole, Letter, LetterStatus, Meeting, Outcome, PatientTold
 from records.models import Snapshot
 from tests.factories import (
+    TEST_PASSWORD,
     CaseFactory,
     MeetingFactory,
     MembershipFactory,
+    OrganisationFactory,
     PatientFactory,
     PracticeFactory,
+    TeamFactory,
     UserFactory,
     make_member,
 )
@@ -464,3 +468,360 @@ def test_the_preview_is_for_those_who_run_the_meeting(client, meeting, practice)
     assert client.get(url).status_code == 403
     client.force_login(gp_of(practice))
     assert client.get(url).status_code == 404
+
+
+# -- "Send all letters": what it will do, and its progress -----------------------------------------
+
+
+def panel(client, meeting):
+    return client.get(
+        reverse("mdt:meeting_letters", args=[meeting.public_id]), HTTP_HX_REQUEST="true"
+    ).content.decode()
+
+
+def poll(client, meeting, *, sent, failed=0):
+    url = reverse("mdt:meeting_letters_progress", args=[meeting.public_id])
+    return client.get(url, {"sent": sent, "failed": failed}, HTTP_HX_REQUEST="true")
+
+
+def told_later(letter):
+    return PatientTold.objects.create(
+        case=letter.outcome.case,
+        outcome=letter.outcome,
+        told_by="Nurse specialist",
+        told_at=timezone.now(),
+        recorded_by=UserFactory(),
+    )
+
+
+def test_send_all_says_what_it_will_do_with_the_counts(client, meeting, practice):
+    told_later(make_letter(meeting, practice, status=LetterStatus.HELD))
+    make_letter(meeting, practice, status=LetterStatus.FAILED, last_error="Timed out")
+    for _ in range(2):
+        make_letter(meeting, practice, status=LetterStatus.HELD)
+    make_letter(meeting, practice, status=LetterStatus.SENT)
+    concluded(meeting)
+    client.force_login(make_member(meeting.team, role=Role.COORDINATOR))
+
+    body = panel(client, meeting)
+
+    assert "send 1 held letter whose patient has been told the outcome" in body
+    assert "try 1 failed letter again" in body
+    assert "leave 2 letters held, because their patients are not recorded as told" in body
+    assert 'name="told_by"' in body
+    assert "If these patients have now been told the outcome, say who told them" in body
+    assert "their letters stay held until someone records that the patient has been told" in body
+    assert "<fieldset" in body and "nhsuk-hint" in body
+    assert 'data-prevent-double-click="true"' in body
+
+
+def test_send_all_asks_who_told_only_when_a_patient_is_not_recorded_as_told(
+    client, meeting, practice
+):
+    make_letter(meeting, practice, status=LetterStatus.FAILED, last_error="Timed out")
+    concluded(meeting)
+    client.force_login(make_member(meeting.team, role=Role.COORDINATOR))
+
+    body = panel(client, meeting)
+
+    assert 'id="send-all-letters"' in body
+    assert 'name="told_by"' not in body
+    assert "leave" not in body
+
+
+def test_send_all_with_nothing_waiting_says_so(client, meeting, practice):
+    make_letter(meeting, practice, status=LetterStatus.SENT)
+    concluded(meeting)
+    client.force_login(make_member(meeting.team, role=Role.CHAIR, core_role=CoreRole.CHAIR))
+    assert "No letters are held or failed, so there is nothing to send now." in panel(
+        client, meeting
+    )
+
+
+def test_send_all_records_who_told_the_patients_and_releases_their_letters(
+    client, meeting, practice
+):
+    untold = make_letter(meeting, practice, status=LetterStatus.HELD)
+    concluded(meeting)
+    coordinator = make_member(meeting.team, role=Role.COORDINATOR)
+    client.force_login(coordinator)
+
+    response = client.post(
+        reverse("mdt:send_meeting_letters", args=[meeting.public_id]),
+        {"told_by": "Sam Patel, lung cancer nurse specialist"},
+        follow=True,
+    )
+
+    untold.refresh_from_db()
+    assert untold.status == LetterStatus.QUEUED
+    [told] = PatientTold.objects.filter(case=untold.outcome.case)
+    assert (told.told_by, told.recorded_by) == (
+        "Sam Patel, lung cancer nurse specialist",
+        coordinator,
+    )
+    assert "recorded that 1 patient had been told" in response.content.decode()
+
+
+def test_the_panel_polls_while_a_letter_is_on_its_way(client, meeting, practice):
+    make_letter(meeting, practice, status=LetterStatus.SENT)
+    make_letter(meeting, practice, status=LetterStatus.QUEUED)
+    make_letter(meeting, practice, status=LetterStatus.MANUAL, manual_reason="No box.")
+    concluded(meeting)
+    client.force_login(make_member(meeting.team, role=Role.COORDINATOR))
+
+    body = panel(client, meeting)
+
+    progress_url = reverse("mdt:meeting_letters_progress", args=[meeting.public_id])
+    assert f'hx-get="{progress_url}?sent=1&amp;failed=0"' in body
+    assert 'hx-trigger="every 2s"' in body
+    assert """hx-headers='{"X-Background-Poll": "1"}'""" in body
+    assert '<label class="nhsuk-label" for="letters-progress"' in body
+    assert "1 of 2 letters sent" in body  # the letter for manual delivery is not waiting
+    assert 'max="2" value="1"' in body
+    assert 'role="status" aria-live="polite" id="letters-announcement"' in body
+    assert '<span id="letters-announcement-text"></span>' in body  # nothing said on loading
+
+
+def test_the_panel_does_not_poll_when_nothing_is_on_its_way(client, meeting, practice):
+    make_letter(meeting, practice, status=LetterStatus.ACKNOWLEDGED)
+    make_letter(meeting, practice, status=LetterStatus.FAILED, last_error="MESH said no")
+    make_letter(meeting, practice, status=LetterStatus.SUPERSEDED)
+    concluded(meeting)
+    client.force_login(make_member(meeting.team, role=Role.COORDINATOR))
+
+    body = panel(client, meeting)
+
+    assert "every 2s" not in body
+    assert "1 of 2 letters sent" in body
+    assert "1 failed." in body
+    assert "Resend" in body
+
+
+def test_the_progress_poll_announces_the_count_only_when_it_changes(client, meeting, practice):
+    make_letter(meeting, practice, status=LetterStatus.SENT)
+    sending = make_letter(
+        meeting,
+        practice,
+        status=LetterStatus.SENDING,
+        pdf="letters/a.pdf",
+        sha256="0" * 64,
+        rendered_at=timezone.now(),
+    )
+    concluded(meeting)
+    client.force_login(make_member(meeting.team, role=Role.COORDINATOR))
+
+    unchanged = poll(client, meeting, sent=1).content.decode()
+    changed = poll(client, meeting, sent=0).content.decode()
+    Letter.objects.filter(pk=sending.pk).update(status=LetterStatus.SENT, sent_at=timezone.now())
+    done = poll(client, meeting, sent=1)
+
+    assert "<html" not in unchanged
+    assert 'hx-trigger="every 2s"' in unchanged and 'hx-trigger="every 2s"' in changed
+    assert "letters-announcement-text" not in unchanged
+    assert (
+        '<span id="letters-announcement-text" hx-swap-oob="true">1 of 2 letters sent.</span>'
+        in changed
+    )
+    body = done.content.decode()
+    assert done.status_code == 200
+    assert "every 2s" not in body  # the answer without the trigger stops the polling
+    assert 'hx-swap-oob="true">2 of 2 letters sent.</span>' in body
+    assert '<div id="send-all-summary" hx-swap-oob="true">' in body
+    assert set(audited()[-1].patient_ids) == set(
+        Letter.objects.values_list("outcome__case__patient_id", flat=True)
+    )
+
+
+def test_the_progress_poll_refreshes_the_send_all_summary_only_where_the_form_is(
+    client, meeting, practice
+):
+    make_letter(meeting, practice, status=LetterStatus.QUEUED)
+    client.force_login(make_member(meeting.team, role=Role.COORDINATOR))  # not concluded yet
+    assert "send-all-summary" not in poll(client, meeting, sent=0).content.decode()
+
+
+def test_the_progress_poll_does_not_extend_the_session(client, meeting, practice):
+    make_letter(meeting, practice, status=LetterStatus.QUEUED)
+    coordinator = make_member(meeting.team, role=Role.COORDINATOR)
+    client.post("/accounts/login/", {"username": coordinator.username, "password": TEST_PASSWORD})
+    session = client.session
+    last_seen = (timezone.now() - timezone.timedelta(minutes=5)).isoformat()
+    session[LAST_SEEN] = last_seen
+    session.save()
+
+    # Even without the header: the view is only ever polled.
+    response = client.get(reverse("mdt:meeting_letters_progress", args=[meeting.public_id]))
+
+    assert response.status_code == 200
+    assert client.session[LAST_SEEN] == last_seen
+
+
+@pytest.mark.parametrize("who", ["another team", "gp"])
+def test_the_progress_poll_is_for_the_meetings_team(client, meeting, practice, who):
+    make_letter(meeting, practice, status=LetterStatus.QUEUED)
+    if who == "gp":
+        client.force_login(gp_of(practice))
+    else:
+        client.force_login(make_member(MeetingFactory().team, role=Role.COORDINATOR))
+    assert poll(client, meeting, sent=0).status_code == 404
+
+
+def test_the_panel_shows_the_meetings_turnaround(client, meeting, practice):
+    for minutes in (10, 20, 60):
+        letter = make_letter(meeting, practice, status=LetterStatus.SENT)
+        Letter.objects.filter(pk=letter.pk).update(
+            sent_at=letter.outcome.signed_at + timezone.timedelta(minutes=minutes)
+        )
+    client.force_login(make_member(meeting.team, role=Role.CLINICIAN, core_role=CoreRole.SURGEON))
+
+    body = panel(client, meeting)
+
+    assert "Signed to sent" in body
+    assert "median 20 min, longest 1 h 0 min" in body
+    assert "None acknowledged by the practice yet" in body
+
+
+# -- the administrators' turnaround report ---------------------------------------------------------
+
+
+@pytest.fixture
+def trust():
+    return OrganisationFactory(name="Turnaround Trust")
+
+
+@pytest.fixture
+def administrator(trust):
+    user = UserFactory()
+    MembershipFactory(user=user, organisation=trust, role=Role.ADMIN)
+    return user
+
+
+def held_days_ago(team, days: int) -> Meeting:
+    starts_at = timezone.now() - timezone.timedelta(days=days)
+    return MeetingFactory(team=team, starts_at=starts_at, cutoff_at=starts_at)
+
+
+REPORT = reverse("mdt:letter_turnaround")
+
+
+def test_the_report_shows_the_last_four_weeks_of_the_organisations_meetings(
+    client, trust, administrator, practice
+):
+    recent = held_days_ago(TeamFactory(host=trust, name="Lung MDT"), 3)
+    sent = make_letter(recent, practice, status=LetterStatus.SENT)
+    Letter.objects.filter(pk=sent.pk).update(
+        sent_at=sent.outcome.signed_at + timezone.timedelta(minutes=12)
+    )
+    make_letter(recent, practice, status=LetterStatus.MANUAL, manual_reason="No box.")
+    old = held_days_ago(recent.team, 40)
+    elsewhere = held_days_ago(TeamFactory(name="Elsewhere MDT"), 3)
+    client.force_login(administrator)
+    events_before = AuditEvent.objects.count()
+
+    response = client.get(REPORT)
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert f'id="turnaround-{recent.public_id}"' in body
+    assert f'id="turnaround-{old.public_id}"' not in body
+    assert f'id="turnaround-{elsewhere.public_id}"' not in body
+    assert "Lung MDT" in body and "Elsewhere MDT" not in body
+    assert "12 min" in body
+    today = timezone.localdate()
+    assert f'value="{(today - timezone.timedelta(weeks=4)).isoformat()}"' in body
+    assert f'value="{today.isoformat()}"' in body
+    for patient_letter in Letter.objects.select_related("outcome__case__patient"):
+        assert patient_letter.outcome.case.patient.family_name not in body
+    assert AuditEvent.objects.count() == events_before  # no patient shown, nothing to audit
+    # The administrator is on none of the teams, so no link to a page they could not open.
+    assert reverse("mdt:meeting_letters", args=[recent.public_id]) not in body
+
+
+def test_the_report_filters_by_dates_and_team(client, trust, administrator):
+    lung, breast = TeamFactory(host=trust, name="Lung MDT"), TeamFactory(host=trust, name="Breast")
+    lung_old, lung_new = held_days_ago(lung, 60), held_days_ago(lung, 2)
+    breast_old = held_days_ago(breast, 60)
+    client.force_login(administrator)
+    first = (timezone.localdate() - timezone.timedelta(days=70)).isoformat()
+    last = (timezone.localdate() - timezone.timedelta(days=50)).isoformat()
+
+    body = client.get(REPORT, {"start": first, "end": last, "team": lung.pk}).content.decode()
+
+    assert f'id="turnaround-{lung_old.public_id}"' in body
+    assert f'id="turnaround-{lung_new.public_id}"' not in body
+    assert f'id="turnaround-{breast_old.public_id}"' not in body
+
+
+def test_the_report_links_meetings_of_teams_the_administrator_is_on(client, trust):
+    mine, theirs = (
+        held_days_ago(TeamFactory(host=trust), 1),
+        held_days_ago(TeamFactory(host=trust), 1),
+    )
+    user = make_member(mine.team, role=Role.COORDINATOR)
+    MembershipFactory(user=user, organisation=trust, role=Role.ADMIN)
+    client.force_login(user)
+
+    body = client.get(REPORT).content.decode()
+
+    assert reverse("mdt:meeting_letters", args=[mine.public_id]) in body
+    assert reverse("mdt:meeting_letters", args=[theirs.public_id]) not in body
+    assert f'id="turnaround-{theirs.public_id}"' in body
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ({"start": "2025-03-10", "end": "2025-03-01"}, "The last date must be the same as"),
+        ({"start": "10 March"}, "Enter the first date as a real date"),
+        ({"team": "999999"}, "Choose one of your organisation"),
+    ],
+)
+def test_the_report_says_what_is_wrong_with_the_filter(client, administrator, query, error):
+    held_days_ago(TeamFactory(), 1)  # another organisation's team: never a choice
+    client.force_login(administrator)
+    body = client.get(REPORT, query).content.decode()
+    assert "There is a problem" in body
+    assert error in body
+    assert "app-turnaround-table" not in body
+
+
+def test_another_organisations_team_is_not_a_choice(client, administrator, trust):
+    elsewhere = TeamFactory(name="Elsewhere MDT")
+    TeamFactory(host=trust, name="Lung MDT")
+    client.force_login(administrator)
+    body = client.get(REPORT, {"team": elsewhere.pk}).content.decode()
+    assert "Choose one of your organisation" in body
+    assert "Elsewhere MDT" not in body
+
+
+@pytest.mark.parametrize("role", [Role.COORDINATOR, Role.CLINICIAN, Role.CHAIR, Role.GP])
+def test_the_report_is_for_administrators(client, meeting, role):
+    client.force_login(make_member(meeting.team, role=role))
+    assert client.get(REPORT).status_code == 403
+
+
+def test_the_report_reads_a_fixed_number_of_queries(
+    client, trust, administrator, practice, django_assert_max_num_queries
+):
+    team = TeamFactory(host=trust)
+    make_letter(held_days_ago(team, 1), practice)
+    client.force_login(administrator)
+    with CaptureQueriesContext(connection) as one:
+        client.get(REPORT)
+    for days in range(2, 12):
+        meeting = held_days_ago(team, days)
+        make_letter(meeting, practice)
+        make_letter(meeting, practice, status=LetterStatus.HELD)
+
+    with django_assert_max_num_queries(len(one)):
+        body = client.get(REPORT).content.decode()
+
+    assert body.count('id="turnaround-') == 11
+
+
+def test_administrators_have_the_report_in_the_header(client, administrator, meeting):
+    client.force_login(administrator)
+    body = client.get(reverse("mdt:dashboard")).content.decode()
+    assert REPORT in body and "Letter turnaround" in body
+    client.force_login(make_member(meeting.team, role=Role.COORDINATOR))
+    assert REPORT not in client.get(reverse("mdt:dashboard")).content.decode()
