@@ -22,13 +22,26 @@ const problemText = document.getElementById("request-problem-text");
 function showProblem(message) {
   if (!problem || !problemText) return;
   problemText.textContent = message;
+  // Focus moves once, when the banner appears: a poll failing every few seconds must not keep
+  // pulling the keyboard away from where the user is working.
+  const appearing = problem.hidden;
   problem.hidden = false;
-  problem.focus();
+  if (appearing) problem.focus();
+}
+
+// A background poll (hx-headers X-Background-Poll, e.g. the live meeting, the letters' progress)
+// saves nothing: its failure says the page is out of date, and it must not hide the banner of
+// a change that failed a moment before.
+function isPoll(event) {
+  const config = event.detail.requestConfig;
+  return Boolean(config && config.headers && config.headers["X-Background-Poll"] === "1");
 }
 
 document.body.addEventListener("htmx:responseError", (event) => {
   const status = event.detail.xhr.status;
-  if (status === 403) {
+  if (isPoll(event)) {
+    showProblem(`This page could not be brought up to date: the server answered with an error (${status}). Reload the page.`);
+  } else if (status === 403) {
     showProblem("You are not allowed to make that change, or the page had expired. Reload the page and try again.");
   } else if (status === 404) {
     showProblem("That item no longer exists or is not on your teams' lists. Reload the page.");
@@ -36,9 +49,13 @@ document.body.addEventListener("htmx:responseError", (event) => {
     showProblem(`The change was not saved: the server answered with an error (${status}). Reload the page and try again.`);
   }
 });
-document.body.addEventListener("htmx:sendError", () => {
-  showProblem("The change was not saved: the server could not be reached. Check your connection and try again.");
+document.body.addEventListener("htmx:sendError", (event) => {
+  if (isPoll(event)) {
+    showProblem("This page could not be brought up to date: the server could not be reached. Check your connection; it will try again.");
+  } else {
+    showProblem("The change was not saved: the server could not be reached. Check your connection and try again.");
+  }
 });
-document.body.addEventListener("htmx:beforeRequest", () => {
-  if (problem) problem.hidden = true;
+document.body.addEventListener("htmx:beforeRequest", (event) => {
+  if (problem && !isPoll(event)) problem.hidden = true;
 });
