@@ -45,9 +45,10 @@ class CeleryWorker:
     given concurrency) until the block ends (normally, on an error or on Ctrl-C); entering
     returns once the worker answers a ping over the broker."""
 
-    def __init__(self, env: dict[str, str], concurrency: int = 2):
+    def __init__(self, env: dict[str, str], concurrency: int = 2, loglevel: str = "WARNING"):
         self.env = env
         self.concurrency = concurrency
+        self.loglevel = loglevel  # INFO logs each task's "succeeded in <seconds>"
         self.broker_url = env["REDIS_URL"]
         self.node = f"bench-{os.getpid()}@{socket.gethostname()}"
         self.process: subprocess.Popen | None = None
@@ -61,7 +62,7 @@ class CeleryWorker:
             "config",
             "worker",
             f"--concurrency={self.concurrency}",
-            "--loglevel=WARNING",
+            f"--loglevel={self.loglevel}",
             "-n",
             self.node,
         ]
@@ -108,18 +109,22 @@ class CeleryWorker:
         )
 
     def log_mark(self) -> int:
-        """The size of the log so far, for failures_since()."""
+        """The size of the log so far, for log_since() and failures_since()."""
         return os.fstat(self._log.fileno()).st_size if self._log is not None else 0
+
+    def log_since(self, mark: int) -> str:
+        """What the worker logged after the mark. (pread: the worker writes through the same
+        file offset, which must not move under it.)"""
+        if self._log is None:
+            return ""
+        fd = self._log.fileno()
+        size = os.fstat(fd).st_size
+        return os.pread(fd, max(0, size - mark), mark).decode("utf-8", "replace")
 
     def failures_since(self, mark: int) -> list[str]:
         """The worker's "Task ... raised unexpected: <exception>" lines logged after the mark:
-        there is no result backend to ask how a task ended. (pread: the worker writes through
-        the same file offset, which must not move under it.)"""
-        if self._log is None:
-            return []
-        fd = self._log.fileno()
-        size = os.fstat(fd).st_size
-        text = os.pread(fd, max(0, size - mark), mark).decode("utf-8", "replace")
+        there is no result backend to ask how a task ended."""
+        text = self.log_since(mark)
         return [line.strip() for line in text.splitlines() if "raised unexpected" in line]
 
     def log_tail(self, lines: int = 40) -> str:
