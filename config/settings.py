@@ -120,13 +120,24 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Redis: a message a worker took and never acknowledged (the worker died) goes back on its queue
+# once it is older than the visibility timeout; workers look for such messages every restore
+# interval x throttle seconds. Kombu's defaults (3600 s; 10 s x 10); the fault tests shorten them.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "3600")),
+    "unacked_restore_interval": int(os.environ.get("CELERY_UNACKED_RESTORE_INTERVAL_S", "10")),
+    "unacked_restore_throttle": int(os.environ.get("CELERY_UNACKED_RESTORE_THROTTLE", "10")),
+}
 CELERY_BEAT_SCHEDULE = {
     "sweep-unpopulated-cases": {"task": "mdt.tasks.sweep_unpopulated_cases", "schedule": 300.0},
     "sweep-registry-imports": {"task": "registry.tasks.sweep_registry_imports", "schedule": 300.0},
-    "sweep-stuck-letters": {"task": "mdt.letter_tasks.sweep_stuck_letters", "schedule": 120.0},
+    "sweep-stuck-letters": {
+        "task": "mdt.letter_tasks.sweep_stuck_letters",
+        "schedule": float(os.environ.get("LETTER_SWEEP_INTERVAL_S", "120")),
+    },
     "poll-letter-acknowledgements": {
         "task": "mdt.letter_tasks.poll_letter_acknowledgements",
-        "schedule": 60.0,
+        "schedule": float(os.environ.get("LETTER_ACK_POLL_INTERVAL_S", "60")),
     },
 }
 # A letter waiting this long for a worker (to render or send) is re-enqueued by the sweep.
@@ -238,6 +249,8 @@ LOGGING = {
     "loggers": {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # WeasyPrint logs every step of every render at INFO (about ten lines a letter).
+        "weasyprint.progress": {"level": "WARNING"},
     },
 }
 
@@ -273,7 +286,9 @@ MESH_CA_BUNDLE = os.environ.get("MESH_CA_BUNDLE", "")  # empty: mesh-client's bu
 MESH_WORKFLOW_ID = os.environ.get("MESH_WORKFLOW_ID", "GPCONNECT_SEND_DOCUMENT")
 MESH_TIMEOUT_S = float(os.environ.get("MESH_TIMEOUT_S", "60"))
 # A failed send is retried after MESH_RETRY_BASE_S, doubling up to MESH_RETRY_MAX_S, and the
-# letter is marked failed after MESH_SEND_MAX_ATTEMPTS attempts.
+# letter is marked failed after MESH_SEND_MAX_ATTEMPTS attempts. The longest wait stays below the
+# broker's visibility timeout: Redis would hand a delayed task that waits longer to a second
+# worker before it is due.
 MESH_SEND_MAX_ATTEMPTS = int(os.environ.get("MESH_SEND_MAX_ATTEMPTS", "8"))
 MESH_RETRY_BASE_S = float(os.environ.get("MESH_RETRY_BASE_S", "60"))
-MESH_RETRY_MAX_S = float(os.environ.get("MESH_RETRY_MAX_S", "3600"))
+MESH_RETRY_MAX_S = float(os.environ.get("MESH_RETRY_MAX_S", "1800"))

@@ -483,7 +483,7 @@ def render(letter_id: int, *, queue: str | None = None) -> Letter | None:
 
 def note_render_error(letter_id: int, error: Exception, *, final: bool) -> None:
     """Records a failed rendering; the last one (``final``) marks the letter failed, to be tried
-    again by "Send all letters"."""
+    again by "Send all letters" (a letter for manual delivery too: it has no PDF to deliver)."""
     with transaction.atomic():
         letter = _locked(letter_id)
         if letter is None or letter.sha256:
@@ -491,7 +491,7 @@ def note_render_error(letter_id: int, error: Exception, *, final: bool) -> None:
         message = f"Rendering the letter failed: {type(error).__name__}: {error}"[:2000]
         letter.attempts += 1
         letter.last_error = message
-        if final and letter.status == LetterStatus.QUEUED:
+        if final and letter.status in (LetterStatus.QUEUED, LetterStatus.MANUAL):
             _set_status(letter, LetterStatus.FAILED, attempts=letter.attempts, last_error=message)
         else:
             letter.save(update_fields=["attempts", "last_error"])

@@ -15,6 +15,8 @@ How the pieces meet:
 - Nothing in Redis is flushed (other tests may share the DB): the worker consumes a queue of its
   own, ``e2e-<random>``, and the web side routes tasks there by ``task_default_queue`` while the
   test runs (the router reads it at every send). The queue's keys are deleted afterwards.
+- ``celery_env``, ``start_worker`` and ``start_child`` are the pieces of that fixture, for tests
+  that run their own broker and processes (tests/functional/letter_faults.py).
 - The circuit breaker keeps its state in Redis under the source's id
   (records.breaker.breaker_key), so the test's sources get random ids far above any sequence,
   and their breaker keys are deleted before and after.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -55,16 +58,17 @@ SOURCE_TIMEOUT_S = 3.0
 RECORD_SOURCES = [(code, name) for name, code, _ in DEMO_SOURCES if code in ("RRK", "RWP", "GP")]
 TRUST_NAMES = {code: name for code, name, _ in TRUSTS}
 
-# Starts the worker so that it is sent SIGTERM if the pytest process dies without stopping it (a
-# leftover worker would keep a connection to the test database, and the next run could not drop
-# it). PR_SET_PDEATHSIG (1) survives exec; set here, in the child, not in a preexec_fn, which is
-# unsafe in a process with threads (the live server, Playwright).
+# Starts a child (a Celery worker or beat, a redis-server) so that it is sent SIGTERM if the pytest
+# process dies without stopping it (a leftover worker would keep a connection to the test
+# database, and the next run could not drop it). PR_SET_PDEATHSIG (1) survives exec; set here, in
+# the child, not in a preexec_fn, which is unsafe in a process with threads (the live server,
+# Playwright). The exec keeps the process id: signals sent to the child reach the program itself.
 _EXEC_WITH_PARENT_DEATH_SIGNAL = """
 import ctypes, os, signal, sys
 ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 if os.getppid() != int(sys.argv[1]):
     sys.exit("the test process has already gone")
-os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
@@ -160,26 +164,40 @@ def record_sources(tmp_path, transactional_db, settings):
 # -- the Celery worker -------------------------------------------------------------------------
 
 
-class CeleryWorker:
-    def __init__(self, process: subprocess.Popen, log_path: Path, queue: str):
+def start_child(argv: list[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Runs ``argv`` (an absolute program path first) in the repository, its output appended to
+    ``log_path``; the child gets SIGTERM if this process dies first."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, "-c", _EXEC_WITH_PARENT_DEATH_SIGNAL, str(os.getpid()), *argv],
+            cwd=django_settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+class CeleryProcess:
+    """A Celery program (worker or beat) started by start_child, and its log."""
+
+    def __init__(self, process: subprocess.Popen, log_path: Path):
         self.process = process
         self.log_path = log_path
-        self.queue = queue
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def wait_until_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> None:
+    def wait_until_logged(self, marker: str, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while " ready." not in self.log():
+        while marker not in self.log():
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"The Celery worker exited with status {self.process.returncode} before it "
-                    f"was ready. Its log:\n{self.log()}"
+                    f"The {what} exited with status {self.process.returncode} before it was "
+                    f"ready. Its log:\n{self.log()}"
                 )
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"The Celery worker was not ready after {timeout_s:g} s. Its log:\n{self.log()}"
+                    f"The {what} was not ready after {timeout_s:g} s. Its log:\n{self.log()}"
                 )
             time.sleep(0.1)
 
@@ -192,12 +210,33 @@ class CeleryWorker:
                 self.process.kill()
                 self.process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, whatever it was doing (no warm shutdown)."""
+        self.process.kill()
+        self.process.wait(WORKER_STOP_TIMEOUT_S)
+
     def assert_no_errors(self) -> None:
         log = self.log()
         problems = [
             line for line in log.splitlines() if " ERROR " in line or line.startswith("Traceback")
         ]
-        assert not problems, f"The Celery worker logged errors:\n{log}"
+        assert not problems, f"The Celery process logged errors:\n{log}"
+
+
+class CeleryWorker(CeleryProcess):
+    def __init__(self, process: subprocess.Popen, log_path: Path, queue: str):
+        super().__init__(process, log_path)
+        self.queue = queue
+
+    def wait_until_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> None:
+        self.wait_until_logged(" ready.", "Celery worker", timeout_s)
+
+    def received(self, task_name: str) -> list[str]:
+        """The ids of the tasks of that name the worker received, in order, as its log shows
+        them: redacted (a run of ten digits reads "[NHS number]": compare with
+        accounts.log_redaction.redact(task_id))."""
+        pattern = re.compile(rf"Task {re.escape(task_name)}\[([^\]]+)\] received")
+        return pattern.findall(self.log())
 
 
 def _test_database_url() -> str:
@@ -209,6 +248,51 @@ def _test_database_url() -> str:
     host = db.get("HOST") or "127.0.0.1"
     port = f":{db['PORT']}" if db.get("PORT") else ""
     return f"postgres://{credentials}{host}{port}/{quote(db['NAME'], safe='')}"
+
+
+def celery_env(**overrides: str) -> dict[str, str]:
+    """The environment of a Celery process of the tests: this process's, with DATABASE_URL
+    naming the test database (committed data only, hence transactional_db), and the overrides
+    (REDIS_URL above all: the broker both sides use)."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": _test_database_url(),
+        "DB_CONN_MAX_AGE": "0",  # no connection outlives a task: the flush after the test
+        "ALLOW_SYNTHETIC_NHS_NUMBERS": "1",
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "PYTHONUNBUFFERED": "1",
+        **overrides,
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser fixture for this process only
+    return env
+
+
+def start_worker(
+    *, env: dict[str, str], queue: str, log_path: Path, name: str | None = None
+) -> CeleryWorker:
+    """A worker with one process (the solo pool) consuming ``queue``, once it is ready."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "--app=config",
+        "worker",
+        "--pool=solo",
+        "--loglevel=INFO",
+        f"--queues={queue}",
+        f"--hostname={name or queue}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    worker = CeleryWorker(start_child(command, env=env, log_path=log_path), log_path, queue)
+    try:
+        worker.wait_until_ready()
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
 
 
 def _delete_queue_keys(broker_url: str, queue: str) -> None:
@@ -228,62 +312,27 @@ def celery_worker(record_sources, transactional_db, tmp_path):
     (it depends on transactional_db, so it is torn down first)."""
     broker_url = celery_app.conf.broker_url
     queue = f"e2e-{secrets.token_hex(6)}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": _test_database_url(),
-        "DB_CONN_MAX_AGE": "0",  # no connection outlives a task: the flush after the test
-        "REDIS_URL": broker_url,  # the broker and the circuit breaker: the web side's broker
-        "DEMOGRAPHICS_URL": record_sources.pds.base_url,
-        "ALLOW_SYNTHETIC_NHS_NUMBERS": "1",
-        "CELERY_TASK_ALWAYS_EAGER": "0",
+    env = celery_env(
+        REDIS_URL=broker_url,  # the broker and the circuit breaker: the web side's broker
+        DEMOGRAPHICS_URL=record_sources.pds.base_url,
         # One failing source must fail for every case, not be skipped once the breaker opens
         # (the breaker has its own tests): a test that sets a fault sees the source's error.
-        "FEDERATION_BREAKER_FAILURES": "1000",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser fixture for this process only
-    command = [
-        "-m",
-        "celery",
-        "--app=config",
-        "worker",
-        "--pool=solo",
-        "--loglevel=INFO",
-        f"--queues={queue}",
-        f"--hostname={queue}@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
-    log_path = tmp_path / "celery-worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [
-                sys.executable,
-                "-c",
-                _EXEC_WITH_PARENT_DEATH_SIGNAL,
-                str(os.getpid()),
-                *command,
-            ],
-            cwd=django_settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    worker = CeleryWorker(process, log_path, queue)
+        FEDERATION_BREAKER_FAILURES="1000",
+    )
     saved = {
         "task_default_queue": celery_app.conf.task_default_queue,
         "task_always_eager": celery_app.conf.task_always_eager,
     }
+    worker = None
     try:
-        worker.wait_until_ready()
+        worker = start_worker(env=env, queue=queue, log_path=tmp_path / "celery-worker.log")
         celery_app.conf.task_default_queue = queue
         celery_app.conf.task_always_eager = False
         yield worker
     finally:
         celery_app.conf.update(saved)
-        worker.stop()
+        if worker is not None:
+            worker.stop()
         _delete_queue_keys(broker_url, queue)
 
 

@@ -541,6 +541,71 @@ def test_a_rendering_that_keeps_failing_marks_the_letter_failed(
     assert not letter.sha256
 
 
+def test_a_manual_letter_that_cannot_be_rendered_ends_failed_and_resend_renders_it_again(
+    meeting, chair, coordinator, enqueued, django_capture_on_commit_callbacks, monkeypatch
+):
+    case = listed(meeting, no_practice=True)
+    letter = sign(chair, case, django_capture_on_commit_callbacks).letter
+    assert letter.status == LetterStatus.MANUAL
+
+    def broken(*args, **kwargs):
+        raise ValueError("no fonts")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(letters, "render_letter_pdf", broken)
+        assert letter_tasks.render_letter.apply(args=[letter.pk]).get() == "failed"
+    letter.refresh_from_db()
+    assert letter.status == LetterStatus.FAILED  # shown with Resend, not left waiting for ever
+    assert letter.pk not in set(letters.stuck_letters(timedelta(0)).values_list("pk", flat=True))
+
+    enqueued.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        letters.resend_letter(user=coordinator, letter=letter)
+    letter.refresh_from_db()
+    assert letter.status == LetterStatus.MANUAL
+    assert enqueued == [(RENDER, letter.pk)]
+
+
+def redelivered_render(letter_id: int) -> str:
+    """Runs render_letter as a worker does for a message the broker delivered again (the worker
+    that had it died before acknowledging it)."""
+    task = letter_tasks.render_letter
+    task.push_request(delivery_info={"redelivered": True}, retries=0)
+    try:
+        return task(letter_id)
+    finally:
+        task.pop_request()
+
+
+def test_a_letter_that_keeps_killing_its_worker_ends_failed_instead_of_coming_back_for_ever(
+    meeting, chair, practice, enqueued, django_capture_on_commit_callbacks
+):
+    letter = sign(chair, listed(meeting, practice=practice), django_capture_on_commit_callbacks)
+    letter = letter.letter
+    # Workers died with it in hand before: each redelivery counted one attempt (as below).
+    for _ in range(letter_tasks.RENDER_RETRIES - 1):
+        letters.note_render_error(
+            letter.pk, letter_tasks.RenderInterrupted("the worker stopped"), final=False
+        )
+    letter.refresh_from_db()
+    assert letter.attempts == letter_tasks.RENDER_RETRIES - 1
+    assert redelivered_render(letter.pk) == "failed"
+    letter.refresh_from_db()
+    assert letter.status == LetterStatus.FAILED
+    assert "the worker rendering it stopped before it finished" in letter.last_error
+    assert not letter.sha256
+
+
+def test_a_redelivered_render_after_one_lost_worker_renders_the_letter(
+    meeting, chair, practice, enqueued, django_capture_on_commit_callbacks
+):
+    letter = sign(chair, listed(meeting, practice=practice), django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert redelivered_render(letter.letter.pk) == LetterStatus.RENDERED
+    rendered = Letter.objects.get(pk=letter.letter.pk)
+    assert rendered.sha256 and rendered.attempts == 0 and rendered.last_error == ""
+
+
 def test_a_rendered_letter_must_have_its_pdf_and_hash(
     meeting, chair, practice, enqueued, django_capture_on_commit_callbacks
 ):
