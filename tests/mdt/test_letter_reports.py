@@ -220,18 +220,6 @@ def test_a_meeting_without_letters_has_an_empty_turnaround():
 # -- the administrators' report ----------------------------------------------------------------
 
 
-@pytest.fixture
-def trust():
-    return OrganisationFactory(name="Report Trust")
-
-
-@pytest.fixture
-def administrator(trust):
-    user = UserFactory()
-    MembershipFactory(user=user, organisation=trust, role=Role.ADMIN)
-    return user
-
-
 def meeting_at(team, starts_at: datetime) -> Meeting:
     return MeetingFactory(team=team, starts_at=starts_at, cutoff_at=starts_at - timedelta(days=1))
 

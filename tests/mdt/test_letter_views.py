@@ -19,7 +19,6 @@ from tests.factories import (
     CaseFactory,
     MeetingFactory,
     MembershipFactory,
-    OrganisationFactory,
     PatientFactory,
     PracticeFactory,
     TeamFactory,
@@ -682,18 +681,6 @@ def test_the_panel_shows_the_meetings_turnaround(client, meeting, practice):
 
 
 # -- the administrators' turnaround report ---------------------------------------------------------
-
-
-@pytest.fixture
-def trust():
-    return OrganisationFactory(name="Turnaround Trust")
-
-
-@pytest.fixture
-def administrator(trust):
-    user = UserFactory()
-    MembershipFactory(user=user, organisation=trust, role=Role.ADMIN)
-    return user
 
 
 def held_days_ago(team, days: int) -> Meeting:
