@@ -17,6 +17,7 @@ import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,10 @@ BATCH_ROWS = 20_000
 AUDIT_ACTOR = "registry_import"
 # Imports take this lock for each batch, so that two imports at once merge one after the other.
 _LOCK_KEY = zlib.crc32(b"registry.importer")
+# A tumour file's batches are merged in two halves at once, on two database connections (the
+# merge is PostgreSQL's work, one core per connection), when the import is not inside a
+# transaction of its caller (a second connection could not see that transaction's rows).
+PARALLEL_MERGE = True
 
 _COUNTERS = [
     "rows_read",
@@ -111,6 +116,7 @@ class _Batch:
     """Rows read and checked, ready for one transaction."""
 
     stage: list[str] = field(default_factory=list)  # COPY text lines of the rows to merge
+    halves: bytearray = field(default_factory=bytearray)  # each staged row's half (0 or 1)
     quarantine: list[tuple] = field(default_factory=list)  # (line, reasons, values)
     rows_read: int = 0
     bytes_read: int = 0
@@ -195,6 +201,9 @@ class _Import:
         fields = read_header(header, self.load.items)
         check = self.load.checker()
         self.load.create_stage(self.record)
+        helper = None
+        if PARALLEL_MERGE and self.load.parallel and not connection.in_atomic_block:
+            helper = ThreadPoolExecutor(1, thread_name_prefix="registry-import-merge")
         batches = queue.Queue(maxsize=2)
         stop = threading.Event()
         thread = threading.Thread(
@@ -205,13 +214,22 @@ class _Import:
         )
         thread.start()
         try:
+            if helper is not None:
+                helper.submit(self.load.create_stage, self.record).result()
             while (batch := batches.get()) is not _END:
                 if isinstance(batch, BaseException):
                     raise batch
-                self._merge(batch)
+                if helper is None:
+                    self._merge(batch)
+                else:
+                    self._merge_halves(batch, helper)
         finally:
             stop.set()
             thread.join()
+            if helper is not None:
+                # Its connection (and staging table) ends with it.
+                helper.submit(lambda: connection.close()).result()
+                helper.shutdown()
 
     def _produce(self, reader, fields, check, batches: queue.Queue, stop: threading.Event):
         def put(item) -> bool:
@@ -238,6 +256,7 @@ class _Import:
         width = len(fields)
         key_of = self.load.key
         stage_line = self.load.stage_line
+        half_of = self.load.half
         fast = self.load.fast_rows(check, fields)  # None: every row takes the full check
         batch, keys = _Batch(), set()
         next_line = reader.line_num + 1
@@ -268,9 +287,10 @@ class _Import:
                     if checked.reasons:
                         batch.quarantine.append((line, checked.reasons, raw))
                     else:
-                        staged = key_of(checked.values), stage_line(line, checked.values)
+                        values = checked.values
+                        staged = key_of(values), stage_line(line, values), half_of(values)
             if staged is not None:
-                key, text = staged
+                key, text, half = staged
                 if key in keys:
                     batch.rows_read -= 1
                     batch.bytes_read = self.raw_file.tell()
@@ -278,6 +298,7 @@ class _Import:
                     batch, keys = _Batch(rows_read=1), set()
                 keys.add(key)
                 batch.stage.append(text)
+                batch.halves.append(half)
             if len(batch.stage) >= BATCH_ROWS or len(batch.quarantine) >= BATCH_ROWS:
                 batch.bytes_read = self.raw_file.tell()
                 yield batch
@@ -303,6 +324,76 @@ class _Import:
             run.save(update_fields=["bytes_total", "bytes_read", *_COUNTERS])
         if self.progress is not None:
             self.progress(run.bytes_read, run.bytes_total, run)
+
+    def _merge_halves(self, batch: _Batch, helper: ThreadPoolExecutor) -> None:
+        """Merges a batch in two halves at once: one on this thread's connection, the other on the
+        helper's, each in a transaction of its own that also adds its counts to the ImportRun.
+        Both halves end (committed or failed) before the next batch starts, so a tumour in two
+        batches is merged in file order, and this connection holds the import lock meanwhile.
+        The halves never touch the same patient or tumour (_half_of); the surnames they both
+        count are locked in name order by each (see _TUMOUR_STATEMENTS), and the ImportRun row
+        last, so neither can wait for the other in a cycle."""
+        run = self.record
+        halves = ([], [])
+        for text, half in zip(batch.stage, batch.halves, strict=True):
+            halves[half].append(text)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [_LOCK_KEY])
+        try:
+            other = helper.submit(self._merge_half, halves[1], [], batch.bytes_read)
+            merged = []
+            try:
+                merged.append(self._merge_half(halves[0], batch.quarantine, batch.bytes_read))
+            finally:
+                try:
+                    merged.append(other.result())  # waits for it, and raises its error
+                finally:
+                    for counts in merged:  # what the committed halves added
+                        for name, count in counts.items():
+                            setattr(run, name, getattr(run, name) + count)
+                        run.bytes_read = max(run.bytes_read, batch.bytes_read)
+        finally:
+            _unlock_import()
+        if self.progress is not None:
+            self.progress(run.bytes_read, run.bytes_total, run)
+
+    def _merge_half(self, lines: list[str], quarantine: list[tuple], bytes_read: int) -> dict:
+        """One half of a batch in a transaction on this thread's connection; returns the counts
+        it added to the ImportRun."""
+        run = self.record
+        counts = dict.fromkeys(_COUNTERS, 0)
+        counts["rows_read"] = len(lines) + len(quarantine)
+        with transaction.atomic():
+            connection.ensure_connection()
+            with connection.connection.cursor() as cursor:
+                if lines:
+                    self.load.begin_batch(cursor, locked=True)
+                    for name, count in self.load.merge(cursor, lines).items():
+                        counts[name] += count
+                if quarantine:
+                    _copy_quarantine(cursor, run.pk, quarantine)
+                    counts["rows_quarantined"] += len(quarantine)
+                cursor.execute(
+                    sql.SQL(
+                        "UPDATE registry_importrun SET {}, bytes_read = greatest(bytes_read, %s), "
+                        "bytes_total = %s WHERE id = %s"
+                    ).format(
+                        sql.SQL(", ").join(
+                            sql.SQL("{0} = {0} + %s").format(sql.Identifier(name))
+                            for name in _COUNTERS
+                        )
+                    ),
+                    [*(counts[name] for name in _COUNTERS), bytes_read, run.bytes_total, run.pk],
+                )
+        return counts
+
+
+def _unlock_import() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_KEY])
+    except Exception:  # noqa: BLE001 - the session's end releases it
+        connection.close()
 
 
 _NUL_REASON = (
@@ -389,6 +480,8 @@ class _Load:
     stage_columns: list[tuple[str, str]]  # (name, type) of the columns COPY fills
     extra_columns: list[tuple[str, str]] = []  # filled by the merge
     merge_statements: list[tuple[str, dict]]  # run after COPY, in order; the last counts
+    # Whether a batch may be merged in two halves at once (see half()).
+    parallel = False
 
     def __init__(self):
         self.unknown_submitters: Counter[str] = Counter()
@@ -412,8 +505,9 @@ class _Load:
         # No planner settings: every statement that looks a row up in the registry or the patient
         # index does it in a correlated subquery (a parameterised index look-up per staged row),
         # whatever the planner's statistics say about tables growing under it.
-        self._begin_sql = sql.SQL("SELECT pg_advisory_xact_lock({lock}); TRUNCATE {table}").format(
-            lock=sql.Literal(_LOCK_KEY), table=table
+        self._truncate_sql = sql.SQL("TRUNCATE {}").format(table)
+        self._begin_sql = sql.SQL("SELECT pg_advisory_xact_lock({}); {}").format(
+            sql.Literal(_LOCK_KEY), self._truncate_sql
         )
         self._copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             table, _columns(name for name, _ in self.stage_columns)
@@ -444,8 +538,15 @@ class _Load:
         in the common case, or None if this kind of file has none (every row takes `check`)."""
         return None
 
-    def begin_batch(self, cursor) -> None:
-        cursor.execute(self._begin_sql)
+    @staticmethod
+    def half(values: dict) -> int:
+        """Which half of its batch a row is merged in when the halves are merged at once."""
+        return 0
+
+    def begin_batch(self, cursor, *, locked: bool = False) -> None:
+        """Empties the staging table; and takes the import lock for this transaction unless the
+        caller holds it (a batch merged in two halves)."""
+        cursor.execute(self._truncate_sql if locked else self._begin_sql)
 
     def merge(self, cursor, lines: list[str]) -> dict[str, int]:
         """Loads a batch's rows into the staging table and merges them; returns the counts.
@@ -530,6 +631,22 @@ _TUMOUR_STATEMENTS = [
             )
         },
     ),
+    # The surnames this batch's writes will count, locked in name order before the first of the
+    # two statements that count them (their triggers each go through their own names in order;
+    # one after the other they could cross another transaction's in the opposite order and
+    # deadlock). Only a batch with later submissions writes both; for the others nothing is done.
+    (
+        "INSERT INTO registry_surname (name, registrations) "
+        "SELECT name, 0 FROM ("
+        "SELECT upper(s.family_name) AS name FROM {stage} s WHERE {newer} "
+        "UNION SELECT upper(r.family_name) FROM {stage} s CROSS JOIN LATERAL ("
+        "SELECT r.family_name FROM registry_registration r WHERE r.id = s.reg_id OFFSET 0) r "
+        "WHERE s.submission_date > s.old_date) names "
+        "WHERE EXISTS (SELECT FROM {stage} s WHERE s.submission_date > s.old_date) "
+        "ORDER BY name "
+        "ON CONFLICT (name) DO UPDATE SET registrations = registry_surname.registrations",
+        {"newer": _NEWER},
+    ),
     # A later submission of a tumour the registry holds replaces its values (the history above
     # keeps the old ones); a later submission with the same values updates only the date, file
     # and line.
@@ -587,6 +704,13 @@ _TUMOUR_STATEMENTS = [
 ]
 
 
+def _half_of(nhs_number: str) -> int:
+    """Tumour rows are halved by NHS number: all of a patient's rows are in one half, so the two
+    connections never create (or link to) the same patient; and a tumour is in a batch once (see
+    _Import._batches), so it is in one half."""
+    return zlib.crc32(nhs_number.encode()) & 1
+
+
 class _TumourLoad(_Load):
     kind = ImportRun.Kind.TUMOURS
     items = cosd.TUMOUR_ITEMS
@@ -602,6 +726,7 @@ class _TumourLoad(_Load):
     )
     extra_columns = [("reg_id", "bigint"), ("old_date", "date"), ("differ", "boolean")]
     merge_statements = _TUMOUR_STATEMENTS
+    parallel = True
 
     def __init__(self):
         super().__init__()
@@ -622,9 +747,14 @@ class _TumourLoad(_Load):
     def key(values: dict) -> tuple:
         return values["submitting_org"], values["local_tumour_id"]
 
+    @staticmethod
+    def half(values: dict) -> int:
+        return _half_of(values["nhs_number"])
+
     def fast_rows(self, check, fields):
         fast = FastTumourRows(check, fields)
         org, tumour_id = _ITEM_FIELDS.index("submitting_org"), _ITEM_FIELDS.index("local_tumour_id")
+        nhs_number = _ITEM_FIELDS.index("nhs_number")
         sex, practice = _ITEM_FIELDS.index("sex"), _ITEM_FIELDS.index("gp_practice")
         sexes, practices, unknown = cosd.SEX, self._practices, self.unknown_submitters
 
@@ -643,7 +773,7 @@ class _TumourLoad(_Load):
                 + ("\\N" if practice_id is None else str(practice_id))
                 + "\n"
             )
-            return (values[org], values[tumour_id]), text
+            return (values[org], values[tumour_id]), text, _half_of(values[nhs_number])
 
         return staged
 

@@ -2,10 +2,12 @@
 re-imports are idempotent, later submissions update with history, patients are linked or created,
 treatments find their tumour, and the command reports it all."""
 
+import threading
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from accounts.models import AuditEvent, Organisation
 from demo.synthetic import synthetic_nhs_number
@@ -663,3 +665,178 @@ def test_a_batch_merge_looks_rows_up_whatever_the_planners_statistics_say(write_
     assert "set_config" not in begin and "enable_" not in merge
     assert " JOIN records_patient" not in merge and "JOIN registry_registration r ON" not in merge
     assert "ON CONFLICT (submitting_org, local_tumour_id)" not in merge
+
+
+# Merging a batch in two halves at once, on two connections: only outside a caller's transaction,
+# so these tests commit (transaction=True) and the database is emptied after each.
+
+
+def _loaded() -> dict:
+    """What an import leaves, without the ids a merge order decides."""
+    registrations = Registration.objects.order_by("submitting_org", "local_tumour_id")
+    return {
+        "registrations": [
+            (
+                r.local_tumour_id,
+                str(r.submission_date),
+                r.family_name,
+                r.t,
+                r.nhs_number,
+                r.patient.nhs_number,
+                r.source_line,
+            )
+            for r in registrations.select_related("patient")
+        ],
+        "history": sorted(
+            (
+                h.registration.local_tumour_id,
+                str(h.submission_date),
+                h.values["family_name"],
+                h.values["t"],
+            )
+            for h in RegistrationHistory.objects.select_related("registration")
+        ),
+        "patients": sorted(Patient.objects.values_list("nhs_number", "family_name")),
+        "imported": ImportedPatient.objects.count(),
+        "surnames": dict(
+            Surname.objects.filter(registrations__gt=0).values_list("name", "registrations")
+        ),
+        "quarantined": sorted(QuarantinedRow.objects.values_list("line", "reasons")),
+    }
+
+
+def _empty_registry() -> None:
+    for model in (QuarantinedRow, RegistrationHistory, Registration, ImportedPatient, Surname):
+        model.objects.all().delete()
+    Patient.objects.all().delete()
+
+
+def _halving_files(write_csv):
+    """Two files whose rows fall in both halves of each batch: a first one, then a later one with
+    renamed patients (counted surnames), restaged tumours, a tumour twice with its NHS number
+    corrected in between (so in each half once), a conflict, an older row and a bad row."""
+    numbers = [synthetic_nhs_number(n) for n in range(1, 9)]
+    assert {importer._half_of(number) for number in numbers} == {0, 1}
+    first = [
+        tumour_row(local_tumour_id=f"T{n}", nhs_number=number, family_name=f"Name{n % 3}")
+        for n, number in enumerate(numbers)
+    ]
+    later = [
+        tumour_row(
+            local_tumour_id="T0",
+            nhs_number=numbers[0],
+            family_name="Renamed",
+            submission_date="2024-04-01",
+        ),
+        tumour_row(
+            local_tumour_id="T1", nhs_number=numbers[1], t="pT3", submission_date="2024-04-01"
+        ),
+        tumour_row(
+            local_tumour_id="T2",
+            nhs_number=numbers[2],
+            family_name="Renamed",
+            submission_date="2024-04-01",
+        ),
+        tumour_row(local_tumour_id="T3", nhs_number=numbers[3], t="cT3"),  # same date: conflict
+        tumour_row(local_tumour_id="T4", nhs_number=numbers[4], submission_date="2024-02-01"),
+        tumour_row(local_tumour_id="N1", nhs_number=synthetic_nhs_number(20)),
+        tumour_row(local_tumour_id="T5", nhs_number=numbers[5], submission_date="2024-05-01"),
+        tumour_row(local_tumour_id="N2", nhs_number="1234567890"),  # bad check digit
+        tumour_row(
+            local_tumour_id="T5",
+            nhs_number=numbers[6],
+            submission_date="2024-06-01",
+            family_name="Corrected",
+        ),
+        tumour_row(local_tumour_id="N3", nhs_number=numbers[7], family_name="Name1"),
+    ]
+    return write_csv(first, name="first.csv"), write_csv(later, name="later.csv")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_merged_in_two_halves_at_once_loads_what_one_connection_loads(
+    write_csv, monkeypatch
+):
+    monkeypatch.setattr(importer, "BATCH_ROWS", 4)
+    first, later = _halving_files(write_csv)
+    halved = []
+    merge_halves = importer._Import._merge_halves
+    monkeypatch.setattr(
+        importer._Import,
+        "_merge_halves",
+        lambda self, batch, helper: (
+            halved.append(set(batch.halves)) or merge_halves(self, batch, helper)
+        ),
+    )
+
+    runs = [import_tumours(first), import_tumours(later), import_tumours(later)]
+    in_two_halves = _loaded()
+    assert {0, 1} in halved  # both connections merged rows
+    monkeypatch.setattr(importer, "PARALLEL_MERGE", False)
+    _empty_registry()
+    halved.clear()
+    one_connection = [import_tumours(first), import_tumours(later), import_tumours(later)]
+
+    assert not halved
+    assert in_two_halves == _loaded()
+    assert [counts(run) for run in runs] == [counts(run) for run in one_connection]
+    assert counts(runs[1]) == {
+        "read": 10,
+        "created": 2,
+        "updated": 5,
+        "unchanged": 0,
+        "older": 1,
+        "quarantined": 2,
+    }
+    # Importing it again changes nothing (T5's first row is older now).
+    assert counts(runs[2]) == {
+        "read": 10,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 6,
+        "older": 2,
+        "quarantined": 2,
+    }
+    for run in runs:
+        saved = ImportRun.objects.get(pk=run.pk)
+        assert counts(saved) == counts(run)
+        assert (saved.status, saved.bytes_read) == (ImportRun.Status.DONE, saved.bytes_total)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_half_that_fails_stops_the_import_and_the_counts_are_what_was_committed(
+    write_csv, monkeypatch
+):
+    monkeypatch.setattr(importer, "BATCH_ROWS", 4)
+    first, _ = _halving_files(write_csv)
+    merge = importer._TumourLoad.merge
+    merged = []
+
+    def merge_or_fail(self, cursor, lines):
+        merged.append(lines)
+        if len(merged) == 3:
+            raise RuntimeError("connection lost")
+        return merge(self, cursor, lines)
+
+    monkeypatch.setattr(importer._TumourLoad, "merge", merge_or_fail)
+
+    with pytest.raises(RuntimeError, match="connection lost"):
+        import_tumours(first)
+
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.FAILED
+    assert run.error == "The import stopped: RuntimeError('connection lost')"
+    assert run.rows_created == Registration.objects.count() < 8
+    assert run.rows_read == run.rows_created
+    # The import lock is free, and no merging thread or connection is left behind.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_lock(%s), pg_advisory_unlock(%s)",
+            [importer._LOCK_KEY, importer._LOCK_KEY],
+        )
+        assert cursor.fetchone() == (True, True)
+    assert not [t for t in threading.enumerate() if t.name.startswith("registry-import")]
+
+    monkeypatch.setattr(importer._TumourLoad, "merge", merge)
+    again = import_tumours(first)
+    assert (again.status, again.rows_created + run.rows_created) == (ImportRun.Status.DONE, 8)
