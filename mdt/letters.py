@@ -516,7 +516,9 @@ def _enqueue(task_name: str, letter_id: int, **options) -> None:
             else:
                 task.delay(letter_id)
         except Exception:  # noqa: BLE001 - the broker's errors vary by transport
-            logger.warning("Could not enqueue %s(%s); the sweep will", task.name, letter_id)
+            logger.warning(
+                "Could not enqueue %s(%s); the sweep will", task.name, letter_id, exc_info=True
+            )
 
     transaction.on_commit(send)
 

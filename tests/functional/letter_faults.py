@@ -142,11 +142,10 @@ class RedisServer:
 
 
 def _drop_broker_connections() -> None:
-    """This process's Celery app makes new connections, to whatever broker_url says now (the
-    pools are made on first use and kept; the app has no public way to drop them)."""
-    pool = celery_app._pool  # noqa: SLF001
-    if pool is not None:
-        pool.force_close_all()
+    """This process's Celery app makes its connections to whatever broker_url says now. Its pools
+    are kombu's, one per broker URL for the whole process (kombu.pools), and come back when
+    broker_url is put back: they are only forgotten here, never closed (a closed pool refuses
+    every later task; one drained with close_pool=False blocks the next acquire for ever)."""
     celery_app._pool = None  # noqa: SLF001
     celery_app.amqp._producer_pool = None  # noqa: SLF001
 
