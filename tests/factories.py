@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, Organisation, Role, User
 from demo.synthetic import synthetic_nhs_number
+from mdt import live
 from mdt.models import Case, CoreRole, Meeting, Team, TeamMember, TumourSite
 from records.models import Patient, Snapshot
 
@@ -135,3 +136,12 @@ def make_member(
     MembershipFactory(user=user, organisation=organisation or team.host, role=role)
     TeamMember.objects.create(team=team, user=user, core_role=core_role)
     return user
+
+
+def chair_starts(meeting: Meeting) -> User:
+    """A chair for the meeting (a team member with the chair's core role), who starts it."""
+    chair = make_member(meeting.team, role=Role.CHAIR, core_role=CoreRole.CHAIR)
+    meeting.chair = chair
+    meeting.save()
+    live.start_meeting(user=chair, meeting=meeting)
+    return chair

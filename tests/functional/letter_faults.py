@@ -39,8 +39,15 @@ from django.conf import settings
 
 from config import celery_app
 from tests.mesh_sandbox import MeshSandbox, free_port
+from tests.polling import wait_for
 
-from .celery_worker import CeleryProcess, CeleryWorker, celery_env, start_child, start_worker
+from .celery_worker import (
+    CeleryProcess,
+    CeleryWorker,
+    celery_env,
+    start_child,
+    start_worker,
+)
 
 REDIS_SERVER = "/usr/bin/redis-server"
 QUEUE = "celery"  # Celery's default queue: the broker is the test's own
@@ -292,14 +299,7 @@ class FaultRig:
 
     def wait_until(self, predicate: Callable, what: str, timeout_s: float = 60.0):
         """``predicate()``'s first true value, polled; fails with the processes' logs."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} did not happen in {timeout_s:g} s.\n{self.logs()}")
-            time.sleep(0.1)
+        return wait_for(predicate, what, self.logs, timeout_s)
 
     def close(self) -> None:
         for process in [*self.workers, *([self.beat] if self.beat else [])]:

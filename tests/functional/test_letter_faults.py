@@ -29,9 +29,8 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from accounts.log_redaction import redact
-from accounts.models import Role
-from mdt import letter_tasks, live, mesh, outcomes
-from mdt.models import Case, CoreRole, Letter, LetterStatus
+from mdt import letter_tasks, mesh, outcomes
+from mdt.models import Case, Letter, LetterStatus
 from mdt.population import request_case_population
 from records.models import Patient
 from tests.factories import (
@@ -40,7 +39,7 @@ from tests.factories import (
     PatientFactory,
     PracticeFactory,
     SnapshotFactory,
-    make_member,
+    chair_starts,
 )
 from tests.mesh_sandbox import PRACTICE_MAILBOXES
 
@@ -65,10 +64,7 @@ LONG_PLAN = "\n\n".join(
 def meeting(transactional_db):
     """A meeting in progress, and its chair."""
     meeting = MeetingFactory()
-    chair = make_member(meeting.team, role=Role.CHAIR, core_role=CoreRole.CHAIR)
-    meeting.chair = chair
-    meeting.save()
-    live.start_meeting(user=chair, meeting=meeting)
+    chair_starts(meeting)
     return meeting
 
 

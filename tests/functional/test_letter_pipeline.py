@@ -4,22 +4,21 @@ SHA-256 is the one on the row."""
 
 import hashlib
 import re
-import time
 from pathlib import Path
 
 import pytest
 
-from accounts.models import Role
-from mdt import live, outcomes
-from mdt.models import CoreRole, Letter, LetterStatus
+from mdt import outcomes
+from mdt.models import Letter, LetterStatus
 from tests.factories import (
     CaseFactory,
     MeetingFactory,
     PatientFactory,
     PracticeFactory,
     SnapshotFactory,
-    make_member,
+    chair_starts,
 )
+from tests.polling import wait_for
 
 pytest_plugins = ["tests.functional.celery_worker"]
 
@@ -36,25 +35,11 @@ def media_root(tmp_path, monkeypatch, settings) -> Path:
     return root
 
 
-def wait_for(predicate, timeout_s: float, what: str, worker):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen in {timeout_s:g} s:\n{worker.log()}")
-        time.sleep(0.2)
-
-
 def test_signing_an_outcome_gets_its_letter_rendered_by_the_worker(
     media_root, transactional_db, celery_worker
 ):
     meeting = MeetingFactory()
-    chair = make_member(meeting.team, role=Role.CHAIR, core_role=CoreRole.CHAIR)
-    meeting.chair = chair
-    meeting.save()
-    live.start_meeting(user=chair, meeting=meeting)
+    chair = chair_starts(meeting)
     practice = PracticeFactory(name="Old Road Surgery", mesh_mailbox_id="X26ABC2")
     patient = PatientFactory(gp_practice=practice)
     case = CaseFactory(meeting=meeting, patient=patient)
@@ -82,7 +67,7 @@ def test_signing_an_outcome_gets_its_letter_rendered_by_the_worker(
         row = Letter.objects.get(pk=letter.pk)
         return row if row.sha256 else None
 
-    letter = wait_for(rendered, RENDER_TIMEOUT_S, "Rendering the letter", celery_worker)
+    letter = wait_for(rendered, "Rendering the letter", celery_worker.log, RENDER_TIMEOUT_S)
     # Rendered, then handed over to sending (whatever sending has made of it since).
     assert letter.status != LetterStatus.QUEUED
     assert letter.rendered_at is not None
@@ -96,7 +81,7 @@ def test_signing_an_outcome_gets_its_letter_rendered_by_the_worker(
     # The worker logs the task's end just after its commit. (A task id may have ten digits in a
     # row, which the log redaction replaces with "[NHS number]": hence .+ for the id.)
     succeeded = re.compile(r"Task mdt\.letter_tasks\.render_letter\[.+\] succeeded")
-    wait_for(lambda: succeeded.search(celery_worker.log()), 10, "The task's end", celery_worker)
+    wait_for(lambda: succeeded.search(celery_worker.log()), "The task's end", celery_worker.log, 10)
     # ...and handed the letter over to sending (mdt.mesh), whatever became of that here.
     handed_over = re.compile(r"Task mdt\.letter_tasks\.send_letter_task\[.+\] received")
-    wait_for(lambda: handed_over.search(celery_worker.log()), 10, "The handover", celery_worker)
+    wait_for(lambda: handed_over.search(celery_worker.log()), "The handover", celery_worker.log, 10)

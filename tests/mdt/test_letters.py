@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Role
-from mdt import letter_tasks, letters, live, outcomes
+from mdt import letter_tasks, letters, outcomes
 from mdt.letters import NO_PRACTICE, LetterRelease
 from mdt.models import CoreRole, Letter, LetterStatus, Meeting, PatientTold, letter_pdf_path
 from mdt.services import ListError
@@ -20,6 +20,7 @@ from tests.factories import (
     PatientFactory,
     PracticeFactory,
     SnapshotFactory,
+    chair_starts,
     make_member,
 )
 
@@ -65,11 +66,7 @@ def meeting():
 
 @pytest.fixture
 def chair(meeting):
-    user = make_member(meeting.team, role=Role.CHAIR, core_role=CoreRole.CHAIR)
-    meeting.chair = user
-    meeting.save()
-    live.start_meeting(user=user, meeting=meeting)
-    return user
+    return chair_starts(meeting)
 
 
 @pytest.fixture
