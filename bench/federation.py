@@ -83,11 +83,13 @@ def make_data(password: str) -> dict:
     distinct patients. Idempotent: a second run reuses the rows."""
     from django.db import transaction
 
-    from accounts.models import Membership, Organisation, Role, User
+    from accounts.models import Organisation, Role, User
     from demo.region import TRUSTS
     from demo.synthetic import synthetic_nhs_number
-    from mdt.models import Case, CoreRole, Meeting, Team, TeamMember, TumourSite
+    from mdt.models import Case, CoreRole, Meeting, Team, TumourSite
     from records.models import Patient
+
+    from ._data import join_team
 
     with transaction.atomic():
         trusts = {}
@@ -115,10 +117,7 @@ def make_data(password: str) -> dict:
         user.set_password(password)  # a new random password each run
         user.is_active = True
         user.save()
-        Membership.objects.get_or_create(user=user, organisation=host, role=Role.COORDINATOR)
-        TeamMember.objects.update_or_create(
-            team=team, user=user, defaults={"core_role": CoreRole.COORDINATOR}
-        )
+        join_team(user, team, host, Role.COORDINATOR, CoreRole.COORDINATOR)
 
         patients = []
         for n in range(CASES):

@@ -224,12 +224,14 @@ def make_people(password: str) -> dict:
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
 
-    from accounts.models import Membership, Organisation, Role, User
+    from accounts.models import Organisation, Role, User
     from demo.practice_inbox import practice_mailbox_id
     from demo.region import PRACTICES
     from demo.synthetic import synthetic_nhs_number
-    from mdt.models import CoreRole, Team, TeamMember, TumourSite
+    from mdt.models import CoreRole, Team, TumourSite
     from records.models import Patient
+
+    from ._data import join_team
 
     encoded = make_password(password)
     with transaction.atomic():
@@ -278,10 +280,7 @@ def make_people(password: str) -> dict:
                     "is_active": True,
                 },
             )
-            Membership.objects.get_or_create(user=user, organisation=trust, role=role)
-            TeamMember.objects.update_or_create(
-                team=team, user=user, defaults={"core_role": core_role}
-            )
+            join_team(user, team, trust, role, core_role)
             people[core_role] = user
         patients = []
         for n in range(LETTERS + WARMUP_CASES):
@@ -308,23 +307,20 @@ def concluded_meeting(team, people: dict, patients: list, starts_at):
     from django.test.utils import override_settings
 
     from mdt import conclusion, live, outcomes, reviews
-    from mdt.models import Attendance, Case, CoreRole
+    from mdt.models import Attendance, CoreRole
     from mdt.population import populate_cases
     from mdt.services import schedule_meeting
 
+    from ._data import list_patients
+
     chair, coordinator = people[CoreRole.CHAIR], people[CoreRole.COORDINATOR]
     meeting = schedule_meeting(team=team, starts_at=starts_at, chair=chair)
-    cases = Case.objects.bulk_create(
-        Case(
-            meeting=meeting,
-            patient=patient,
-            position=position,
-            question="Confirm the stage and agree the treatment plan",
-            referrer="Dr R Patel, respiratory medicine",
-            triage=Case.Triage.FULL_DISCUSSION,
-            added_by=coordinator,
-        )
-        for position, patient in enumerate(patients, start=1)
+    cases = list_patients(
+        meeting,
+        patients,
+        added_by=coordinator,
+        question="Confirm the stage and agree the treatment plan",
+        referrer="Dr R Patel, respiratory medicine",
     )
     # Each case's record: no record source is set up in this database and no demographics
     # service is asked, so each snapshot says only that (the letter does not show the record).

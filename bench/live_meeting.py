@@ -58,7 +58,7 @@ def make_data(password: str) -> dict:
     from django.db import transaction
     from django.utils import timezone
 
-    from accounts.models import Membership, Organisation, Role, User
+    from accounts.models import Organisation, Role, User
     from demo.synthetic import synthetic_nhs_number
     from mdt.models import (
         Attendance,
@@ -73,6 +73,8 @@ def make_data(password: str) -> dict:
         TumourSite,
     )
     from records.models import Patient
+
+    from ._data import join_team, list_patients
 
     roles = [
         CoreRole.SURGEON,
@@ -116,10 +118,7 @@ def make_data(password: str) -> dict:
                     "is_active": True,
                 },
             )
-            Membership.objects.get_or_create(user=user, organisation=trust, role=role)
-            TeamMember.objects.update_or_create(
-                team=team, user=user, defaults={"core_role": core_role}
-            )
+            join_team(user, team, trust, role, core_role)
             people.append(user)
         chair, members = people[0], people[1:]
 
@@ -154,17 +153,12 @@ def make_data(password: str) -> dict:
             DiscussionPeriod.objects.filter(case__meeting=meeting).delete()
             Review.objects.filter(case__meeting=meeting).delete()
             meeting.cases.all().delete()
-            cases = Case.objects.bulk_create(
-                Case(
-                    meeting=meeting,
-                    patient=patient,
-                    position=position,
-                    question="Confirm stage and plan treatment",
-                    referrer="Dr B Referrer, respiratory medicine",
-                    triage=Case.Triage.FULL_DISCUSSION,
-                    added_by=chair,
-                )
-                for position, patient in enumerate(patients, start=1)
+            cases = list_patients(
+                meeting,
+                patients,
+                added_by=chair,
+                question="Confirm stage and plan treatment",
+                referrer="Dr B Referrer, respiratory medicine",
             )
         # Reset the meeting: in progress on its first case, no outcomes, everyone present.
         Outcome.objects.filter(case__meeting=meeting, signed_at__isnull=True).delete()

@@ -31,10 +31,12 @@ def make_data(password: str) -> dict:
     rows (the audit log's rows protect users from deletion, so nothing is deleted)."""
     from django.db import transaction
 
-    from accounts.models import Membership, Organisation, Role, User
+    from accounts.models import Organisation, Role, User
     from demo.synthetic import synthetic_nhs_number
-    from mdt.models import Case, CoreRole, Meeting, Team, TeamMember, TumourSite
+    from mdt.models import Case, CoreRole, Meeting, Team, TumourSite
     from records.models import Patient
+
+    from ._data import join_team
 
     with transaction.atomic():
         trust, _ = Organisation.objects.update_or_create(
@@ -67,10 +69,7 @@ def make_data(password: str) -> dict:
                 user.set_unusable_password()
             user.is_active = True
             user.save()
-            Membership.objects.get_or_create(user=user, organisation=trust, role=role)
-            TeamMember.objects.update_or_create(
-                team=team, user=user, defaults={"core_role": core_role}
-            )
+            join_team(user, team, trust, role, core_role)
             people[username] = user
 
         patients = []
